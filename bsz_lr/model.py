@@ -1,0 +1,217 @@
+"""Decoder-only transformer in Flax Linen (pure functional: `init` / `apply` on param dicts).
+
+Pre-norm RMSNorm, RoPE, causal attention with optional QK-norm, SwiGLU MLP or a
+mixture of SwiGLU experts (top-k softmax router, renormalised gates,
+load-balance and optional z-loss, optional shared expert, no token dropping),
+untied embedding and head.  `apply` returns (logits_BxTxV, aux) where aux holds
+the MoE losses and per-layer expert loads.
+
+Linen rather than NNX: parameters are plain nested dicts, which keeps the jitted
+train step, lax.scan, orbax checkpoints and per-parameter optimizer multipliers
+(muP) trivially functional.
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import parametrization as pz
+from .config import ModelConfig
+
+__all__ = ["Transformer", "init_params", "param_roles", "param_counts", "rope"]
+
+
+def _normal(cfg: ModelConfig, role: str):
+    return nn.initializers.normal(stddev=pz.init_std(cfg, role))
+
+
+class RMSNorm(nn.Module):
+    eps: float = 1e-6
+
+    @nn.compact
+    def __call__(self, x):
+        scale = self.param("scale", nn.initializers.ones, (x.shape[-1],))
+        x32 = x.astype(jnp.float32)
+        y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return (y * scale).astype(x.dtype)
+
+
+def rope(x_BxTxHxK, base: float):
+    """Rotary position embedding over the last axis (split-half convention)."""
+    T, K = x_BxTxHxK.shape[1], x_BxTxHxK.shape[-1]
+    half = K // 2
+    freq_F = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    ang_TxF = jnp.arange(T, dtype=jnp.float32)[:, None] * freq_F[None, :]
+    sin, cos = jnp.sin(ang_TxF)[None, :, None, :], jnp.cos(ang_TxF)[None, :, None, :]
+    x1, x2 = x_BxTxHxK[..., :half], x_BxTxHxK[..., half:]
+    return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1).astype(x_BxTxHxK.dtype)
+
+
+class Attention(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x_BxTxD):
+        c = self.cfg
+        B, T, _ = x_BxTxD.shape
+        H, K = c.n_heads, c.d_head
+        dense = lambda name, role: nn.Dense(c.d_model, use_bias=False, kernel_init=_normal(c, role), name=name)
+        q_BxTxHxK = dense("q", "hidden")(x_BxTxD).reshape(B, T, H, K)
+        k_BxTxHxK = dense("k", "hidden")(x_BxTxD).reshape(B, T, H, K)
+        v_BxTxHxK = dense("v", "hidden")(x_BxTxD).reshape(B, T, H, K)
+        if c.qk_norm:
+            q_BxTxHxK = RMSNorm(name="q_norm")(q_BxTxHxK)
+            k_BxTxHxK = RMSNorm(name="k_norm")(k_BxTxHxK)
+        q_BxTxHxK, k_BxTxHxK = rope(q_BxTxHxK, c.rope_base), rope(k_BxTxHxK, c.rope_base)
+        # jax.nn.dot_product_attention: XLA on CPU, cuDNN flash attention when available on GPU.
+        y_BxTxHxK = jax.nn.dot_product_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, is_causal=True,
+                                                 scale=1.0 / math.sqrt(K))
+        return dense("o", "out_proj")(y_BxTxHxK.reshape(B, T, c.d_model))
+
+
+class SwiGLU(nn.Module):
+    cfg: ModelConfig
+    width: int
+
+    @nn.compact
+    def __call__(self, x_BxTxD):
+        c = self.cfg
+        gate = nn.Dense(self.width, use_bias=False, kernel_init=_normal(c, "hidden"), name="gate")(x_BxTxD)
+        up = nn.Dense(self.width, use_bias=False, kernel_init=_normal(c, "hidden"), name="up")(x_BxTxD)
+        return nn.Dense(c.d_model, use_bias=False, kernel_init=_normal(c, "out_proj"),
+                        name="down")(nn.silu(gate) * up)
+
+
+class MoE(nn.Module):
+    """Top-k mixture of SwiGLU experts; every token goes to exactly k experts (no capacity, no drops)."""
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x_BxTxD):
+        c = self.cfg
+        B, T, D = x_BxTxD.shape
+        E, k, F = c.n_experts, c.top_k, c.expert_width
+        x_NxD = x_BxTxD.reshape(B * T, D)
+        N = x_NxD.shape[0]
+        logits_NxE = nn.Dense(E, use_bias=False, kernel_init=_normal(c, "router"),
+                              name="router")(x_NxD).astype(jnp.float32)
+        probs_NxE = jax.nn.softmax(logits_NxE, axis=-1)
+        top_NxK, idx_NxK = jax.lax.top_k(probs_NxE, k)
+        gates_NxK = top_NxK / jnp.sum(top_NxK, axis=-1, keepdims=True)
+        w_gate = self.param("w_gate", _normal(c, "expert"), (E, D, F))
+        w_up = self.param("w_up", _normal(c, "expert"), (E, D, F))
+        w_down = self.param("w_down", _normal(c, "expert_out"), (E, F, D))
+
+        if c.moe_impl == "ragged":
+            # Sort the N*k (token, expert) assignments by expert, run grouped matmuls, scatter back.
+            e_A = idx_NxK.reshape(-1)
+            order_A = jnp.argsort(e_A, stable=True)
+            tok_A = order_A // k
+            sizes_E = jnp.bincount(e_A, length=E).astype(jnp.int32)
+            xs_AxD = x_NxD[tok_A]
+            h_AxF = (nn.silu(jax.lax.ragged_dot(xs_AxD, w_gate, sizes_E))
+                     * jax.lax.ragged_dot(xs_AxD, w_up, sizes_E))
+            ys_AxD = jax.lax.ragged_dot(h_AxF, w_down, sizes_E)
+            ys_AxD = ys_AxD * gates_NxK.reshape(-1)[order_A][:, None].astype(ys_AxD.dtype)
+            y_NxD = jnp.zeros_like(x_NxD).at[tok_A].add(ys_AxD)
+        else:
+            # Every expert on every token, combined with the (sparse) gate matrix: simple, E/k x the FLOPs.
+            h_NxExF = nn.silu(jnp.einsum("nd,edf->nef", x_NxD, w_gate)) * jnp.einsum("nd,edf->nef", x_NxD, w_up)
+            y_NxExD = jnp.einsum("nef,efd->ned", h_NxExF, w_down)
+            combine_NxE = jnp.sum(jax.nn.one_hot(idx_NxK, E) * gates_NxK[..., None], axis=1)
+            y_NxD = jnp.einsum("ne,ned->nd", combine_NxE.astype(y_NxExD.dtype), y_NxExD)
+
+        if c.shared_expert:
+            y_NxD = y_NxD + SwiGLU(c, F, name="shared")(x_NxD)
+        load_E = jnp.bincount(idx_NxK.reshape(-1), length=E)
+        frac_E = load_E / (N * k)
+        aux = {
+            "lb_loss": E * jnp.sum(frac_E * jnp.mean(probs_NxE, axis=0)),   # 1.0 when perfectly balanced
+            "z_loss": jnp.mean(jax.nn.logsumexp(logits_NxE, axis=-1) ** 2),
+            "load": load_E,
+        }
+        return y_NxD.reshape(B, T, D), aux
+
+
+class Block(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x_BxTxD):
+        c = self.cfg
+        x_BxTxD = x_BxTxD + Attention(c, name="attn")(RMSNorm(name="norm_attn")(x_BxTxD))
+        h_BxTxD = RMSNorm(name="norm_ffn")(x_BxTxD)
+        if c.ffn == "moe":
+            y_BxTxD, aux = MoE(c, name="moe")(h_BxTxD)
+        else:
+            y_BxTxD, aux = SwiGLU(c, c.ffn_width, name="mlp")(h_BxTxD), None
+        return x_BxTxD + y_BxTxD, aux
+
+
+class Transformer(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, tokens_BxT):
+        c = self.cfg
+        x_BxTxD = nn.Embed(c.vocab_size, c.d_model, embedding_init=_normal(c, "embedding"),
+                           name="embed")(tokens_BxT)
+        auxes = []
+        for i in range(c.n_layers):
+            x_BxTxD, aux = Block(c, name=f"block_{i}")(x_BxTxD)
+            auxes.append(aux)
+        x_BxTxD = RMSNorm(name="norm_f")(x_BxTxD)
+        logits_BxTxV = nn.Dense(c.vocab_size, use_bias=False, kernel_init=_normal(c, "head"),
+                                name="head")(x_BxTxD).astype(jnp.float32)
+        if c.ffn == "moe":
+            aux = {"lb_loss": jnp.mean(jnp.stack([a["lb_loss"] for a in auxes])),
+                   "z_loss": jnp.mean(jnp.stack([a["z_loss"] for a in auxes])),
+                   "load": jnp.stack([a["load"] for a in auxes])}
+        else:
+            aux = {"lb_loss": jnp.zeros(()), "z_loss": jnp.zeros(())}
+        return logits_BxTxV, aux
+
+
+def init_params(cfg: ModelConfig, key) -> dict:
+    """Parameters for `cfg` from PRNG `key` (init is jitted: eager init compiles op by op)."""
+    model = Transformer(cfg)
+    return jax.jit(lambda k: model.init(k, jnp.zeros((1, 8), jnp.int32))["params"])(key)
+
+
+def param_roles(params) -> dict:
+    """A pytree like params naming each parameter's role (see parametrization.py)."""
+    def role(path, leaf):
+        names = [getattr(p, "key", str(p)) for p in path]
+        if names[0] == "embed":
+            return "embedding"
+        if names[0] == "head":
+            return "head"
+        if leaf.ndim < 2:
+            return "vector"
+        if "router" in names:
+            return "router"
+        if names[-1] in ("w_gate", "w_up"):
+            return "expert"
+        if names[-1] == "w_down":
+            return "expert_out"
+        if names[-2] in ("o", "down"):
+            return "out_proj"
+        return "hidden"
+    return jax.tree_util.tree_map_with_path(role, params)
+
+
+def param_counts(params, cfg: ModelConfig) -> dict[str, int]:
+    """total, non_embedding (total minus embedding and head) and active (MoE: k of E experts)."""
+    roles = jax.tree.leaves(param_roles(params))
+    sizes = [int(np.prod(x.shape)) for x in jax.tree.leaves(params)]
+    total = sum(sizes)
+    emb = sum(s for r, s in zip(roles, sizes) if r in ("embedding", "head"))
+    expert = sum(s for r, s in zip(roles, sizes) if r in ("expert", "expert_out"))
+    inactive = expert * (cfg.n_experts - cfg.top_k) // cfg.n_experts if cfg.ffn == "moe" else 0
+    return {"total": total, "non_embedding": total - emb, "active": total - inactive}
