@@ -245,7 +245,7 @@ SIZES: dict[str, dict] = {
     "micro":  dict(d_model=32, n_layers=2, n_heads=2),       # ~0.1M
     "tiny":   dict(d_model=64, n_layers=2, n_heads=4),       # ~0.13M (default)
     "small":  dict(d_model=128, n_layers=4, n_heads=4),      # ~0.85M
-    "medium": dict(d_model=256, n_layers=4, n_heads=8),      # ~3.3M
+    "medium": dict(d_model=256, n_layers=6, n_heads=8),      # ~4.9M
     "base":   dict(d_model=384, n_layers=6, n_heads=6),      # ~11M
     "gpu-125m": dict(d_model=768, n_layers=12, n_heads=12),
     "gpu-350m": dict(d_model=1024, n_layers=24, n_heads=16),

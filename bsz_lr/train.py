@@ -102,7 +102,7 @@ def compiled_fns(model_cfg: ModelConfig, optim_cfg: OptimConfig):
         opt_state = set_lr(state.opt_state, lr)
         updates, opt_state = optimizer.update(grads, opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": ce, "grad_norm": optax.global_norm(grads), "lb_loss": aux["lb_loss"]}
+        metrics = {"loss": ce, "grad_norm": optax.tree.norm(grads), "lb_loss": aux["lb_loss"]}
         return TrainState(state.step + 1, params, opt_state), metrics
 
     donate = () if jax.default_backend() == "cpu" else (0,)
@@ -210,6 +210,9 @@ def train(cfg: Config, run_dir, *, stop_after: int | None = None, progress: bool
     as a kill would (used to test resumption).
     """
     run_dir = Path(run_dir)
+    p = plan(cfg)
+    t = cfg.train
+    corpus = data_lib.load_corpus(cfg.data, cfg.model.vocab_size)   # bad data fails before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = run_dir / "config.json"
     if cfg_path.exists():
@@ -219,9 +222,6 @@ def train(cfg: Config, run_dir, *, stop_after: int | None = None, progress: bool
     else:
         write_json_atomic(cfg_path, cfg.to_dict())
 
-    p = plan(cfg)
-    t = cfg.train
-    corpus = data_lib.load_corpus(cfg.data, cfg.model.vocab_size)
     val = data_lib.val_batches(corpus.val, cfg.data.seq_len, t.eval_tokens, cfg.data.batch_size)
     init_state, train_chunk, eval_batch = compiled_fns(cfg.model, dataclasses.replace(cfg.optim, lr=1.0))
 

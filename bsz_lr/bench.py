@@ -1,0 +1,105 @@
+"""`make bench`: training throughput and achieved FLOP/s beside the machine's matmul ceiling.
+
+FLOPs per token follow the PaLM convention: 6 N + 12 L T d, with N the parameters
+that take part in matmuls (everything but the embedding table; the untied head
+counts) and 12 L T d the attention scores and weighted sum, forward and backward,
+without the causal halving.  The ceiling is the best plain jitted f32 matmul
+measured in the same process, so the ratio is like-for-like on this machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .config import Config, apply_overrides
+from .data import batch_at, load_corpus
+from .model import param_counts
+from .schedules import BatchSchedule
+from .train import compiled_fns, enable_compilation_cache
+
+__all__ = ["matmul_ceiling", "measure_model", "main"]
+
+# (name, overrides): ~0.1M, ~1M and ~5M parameters.
+BENCH_MODELS = [
+    ("tiny", ["model.size=tiny", "data.seq_len=128", "data.batch_size=32"]),
+    ("small", ["model.size=small", "data.seq_len=128", "data.batch_size=32"]),
+    ("medium", ["model.size=medium", "data.seq_len=256", "data.batch_size=32"]),
+]
+
+
+def _best_time(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn())
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def matmul_ceiling(sizes=(512, 1024, 2048), repeats: int = 5) -> dict:
+    """Best GFLOP/s of a jitted f32 square matmul (chained 4x per call to hide dispatch)."""
+    best = {}
+    for n in sizes:
+        a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+        b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32) / n ** 0.5
+        f = jax.jit(lambda a, b: (((a @ b) @ b) @ b) @ b)
+        jax.block_until_ready(f(a, b))
+        best[n] = 4 * 2 * n ** 3 / _best_time(lambda: f(a, b), repeats) / 1e9
+    return {"gflops": max(best.values()), "by_size": best}
+
+
+def flops_per_token(counts: dict, cfg: Config) -> float:
+    m = cfg.model
+    n_matmul = counts["active"] - m.vocab_size * m.d_model   # drop the embedding lookup table
+    return 6 * n_matmul + 12 * m.n_layers * cfg.data.seq_len * m.d_model
+
+
+def measure_model(cfg: Config, corpus, scan_steps: int, chunks: int) -> dict:
+    """Steady-state tokens/s of the real jitted train chunk (compile excluded)."""
+    init_state, train_chunk, _ = compiled_fns(cfg.model, dataclasses.replace(cfg.optim, lr=1.0))
+    state = init_state(0)
+    sched = BatchSchedule.from_config(cfg)
+    batches = np.stack([batch_at(corpus.train, 0, s, sched) for s in range(scan_steps)])
+    lrs = np.full(scan_steps, 1e-3, np.float32)
+    state, m = train_chunk(state, batches, lrs)          # compile + warm up
+    jax.block_until_ready(m)
+    t = time.perf_counter()
+    for _ in range(chunks):
+        state, m = train_chunk(state, batches, lrs)
+    jax.block_until_ready(m)
+    dt = time.perf_counter() - t
+    tokens = chunks * scan_steps * cfg.data.batch_size * cfg.data.seq_len
+    counts = param_counts(state.params, cfg.model)
+    return {"params": counts["total"], "tokens_per_s": tokens / dt,
+            "gflops": tokens * flops_per_token(counts, cfg) / dt / 1e9}
+
+
+def main(quick: bool = False) -> int:
+    enable_compilation_cache()
+    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} x{jax.device_count()} "
+          f"({jax.default_backend()})")
+    ceiling = matmul_ceiling(repeats=2 if quick else 5)
+    print(f"f32 matmul ceiling: {ceiling['gflops']:.1f} GFLOP/s "
+          f"({', '.join(f'{n}: {g:.0f}' for n, g in ceiling['by_size'].items())})")
+    corpus = load_corpus(Config().data, 256)
+    rows = []
+    hdr = f"{'model':8} {'params':>9} {'T':>4} {'B':>3} {'scan':>4} {'tokens/s':>10} {'GFLOP/s':>8} {'% ceiling':>9}"
+    print(hdr)
+    for name, ov in BENCH_MODELS:
+        cfg = apply_overrides(Config(), ov)
+        for k in ((10,) if quick else (1, 10)):
+            target = 3 if quick else max(4, int(60_000 / (cfg.data.batch_size * cfg.data.seq_len * k)))
+            r = measure_model(cfg, corpus, k, target if name != "medium" else max(2, target // 4))
+            r.update(model=name, T=cfg.data.seq_len, B=cfg.data.batch_size, scan=k,
+                     pct_ceiling=100 * r["gflops"] / ceiling["gflops"])
+            rows.append(r)
+            print(f"{name:8} {r['params']:>9,} {r['T']:>4} {r['B']:>3} {k:>4} {r['tokens_per_s']:>10,.0f} "
+                  f"{r['gflops']:>8.1f} {r['pct_ceiling']:>8.1f}%", flush=True)
+    print(json.dumps({"ceiling_gflops": ceiling["gflops"], "rows": rows}))
+    return 0

@@ -1,0 +1,100 @@
+"""Command line: `python -m bsz_lr {train,sweep,figures,bench,info} ...`.
+
+Config overrides are dotted `key=value` pairs resolved against the config
+dataclasses (`model.size=small optim.lr=3e-3 data.batch_stages='((1000000,64),)'`),
+the same keys experiment files use.  Errors in config or data print one line
+and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import Config, ConfigError, apply_overrides, config_hash
+
+
+def _train(args) -> int:
+    from .train import enable_compilation_cache, train
+    cfg = apply_overrides(Config(), args.overrides)
+    out = Path(args.out) if args.out else Path("runs") / "train" / config_hash(cfg)
+    enable_compilation_cache()
+    status = train(cfg, out, progress=not args.no_progress)
+    print(json.dumps({"run_dir": str(out), **status}))
+    return 0 if status["status"] == "completed" else 3
+
+
+def _experiment(args) -> int:
+    from .sweep import load_experiment, run_experiment
+    exp = load_experiment(args.file)
+    wanted = args.profile.split(",")
+    profile = next((p for p in wanted if p in exp.profiles), wanted[-1])
+    return run_experiment(exp, profile, Path(args.runs), progress=not args.no_progress, dry_run=args.dry_run)
+
+
+def _figures(args) -> int:
+    from .figures import build_all
+    build_all(Path(args.runs), Path(args.out), only=args.only)
+    return 0
+
+
+def _bench(args) -> int:
+    from .bench import main as bench_main
+    return bench_main(quick=args.quick)
+
+
+def _info(args) -> int:
+    import jax
+    from .data import load_corpus
+    from .model import init_params, param_counts
+    cfg = apply_overrides(Config(), args.overrides)
+    params = jax.eval_shape(lambda: init_params(cfg.model, jax.random.key(0)))
+    corpus = load_corpus(cfg.data, cfg.model.vocab_size)
+    print(json.dumps({"config_hash": config_hash(cfg), "params": param_counts(params, cfg.model),
+                      "train_tokens": int(corpus.train.size), "val_tokens": int(corpus.val.size),
+                      "config": cfg.to_dict()}, indent=1))
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="bsz_lr", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    t = sub.add_parser("train", help="train one model (resumes if --out holds a checkpoint)")
+    t.add_argument("--out", help="run directory (default runs/train/<config hash>)")
+    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("overrides", nargs="*", metavar="key=value")
+    t.set_defaults(fn=_train)
+
+    e = sub.add_parser("sweep", help="run an experiment file's profile into the run store")
+    e.add_argument("file", help="experiments/NAME.py or NAME")
+    e.add_argument("--profile", default="cpu",
+                   help="profile name, or a comma list: the first one the experiment defines")
+    e.add_argument("--runs", default="results")
+    e.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(fn=_experiment)
+
+    f = sub.add_parser("figures", help="rebuild figures from stored results (no training)")
+    f.add_argument("--runs", default="results")
+    f.add_argument("--out", default="figures")
+    f.add_argument("--only", nargs="*", help="figure names")
+    f.set_defaults(fn=_figures)
+
+    b = sub.add_parser("bench", help="tokens/s and FLOP/s vs the matmul ceiling")
+    b.add_argument("--quick", action="store_true", help="fewer steps (a sanity run, not a measurement)")
+    b.set_defaults(fn=_bench)
+
+    i = sub.add_parser("info", help="resolved config, parameter counts and corpus sizes")
+    i.add_argument("overrides", nargs="*", metavar="key=value")
+    i.set_defaults(fn=_info)
+
+    args = ap.parse_args(argv)
+    from .data import DataError
+    try:
+        return args.fn(args)
+    except (ConfigError, DataError) as err:
+        print(f"bsz_lr: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,92 @@
+"""Figures, built only from stored results (never by training).
+
+Each builder is registered with the experiment and profile it reads; `build_all`
+writes PNG + PDF per figure into the output folder and a manifest.json mapping
+each figure to its experiment, profile, runs and the git commit.  The profile
+used is the first of FIGURE_PROFILES that has completed runs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .sweep import load_runs  # noqa: E402
+
+__all__ = ["FIGURES", "figure", "build_all"]
+
+FIGURE_PROFILES = ("cpu-long", "cpu", "smoke")
+FIGURES: dict[str, tuple[str, Callable]] = {}
+
+
+def figure(name: str, experiment: str):
+    def register(fn):
+        FIGURES[name] = (experiment, fn)
+        return fn
+    return register
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+@figure("tiny_lm_loss", experiment="tiny_lm")
+def tiny_lm_loss(runs: list[dict]):
+    """Train and held-out loss vs tokens for the default tiny model(s)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in runs:
+        m = r["metrics"]
+        tr = [(x["tokens"], x["train_loss"]) for x in m if "train_loss" in x and x["tokens"] > 0]
+        va = [(x["tokens"], x["val_loss"]) for x in m if "val_loss" in x and x["tokens"] > 0]
+        c = r["config"]
+        label = f"{c['model']['d_model']}d x {c['model']['n_layers']}L, lr {c['optim']['lr']:g}"
+        line, = ax.plot(*zip(*tr), lw=1, alpha=0.6, label=f"train ({label})")
+        if va:
+            ax.plot(*zip(*va), "o-", ms=3, color=line.get_color(), label=f"held-out ({label})")
+    ax.axhline(5.545, ls=":", color="gray", lw=1)
+    ax.text(ax.get_xlim()[0], 5.545, " uniform bytes", va="bottom", fontsize=8, color="gray")
+    ax.set_xscale("log")
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel("loss (nats/byte)")
+    ax.set_title("Tiny LM on Jane Austen (WSD, 1-sqrt decay)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def build_all(root: Path, out: Path, only=None) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    commit = _git_commit()
+    for name, (exp, builder) in FIGURES.items():
+        if only and name not in only:
+            continue
+        for profile in FIGURE_PROFILES:
+            runs = [r for r in load_runs(root, exp, profile) if r["status"].get("status") == "completed"]
+            if runs:
+                break
+        else:
+            print(f"figures: {name}: no completed runs of experiment {exp!r} under {root}; skipped")
+            continue
+        fig = builder(runs)
+        for ext in ("png", "pdf"):
+            fig.savefig(out / f"{name}.{ext}", dpi=150, bbox_inches="tight",
+                        metadata={"CreationDate": None} if ext == "pdf" else None)
+        plt.close(fig)
+        manifest[name] = {"experiment": exp, "profile": profile, "runs": sorted(r["hash"] for r in runs),
+                          "git_commit": commit, "files": [f"{name}.png", f"{name}.pdf"]}
+        print(f"figures: {name} <- {exp}/{profile} ({len(runs)} runs)")
+    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifest

@@ -1,0 +1,105 @@
+"""Trainer: exact resume, metrics, divergence, run-dir safety, compile reuse."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bsz_lr.config import ConfigError, apply_overrides
+from bsz_lr.train import _read_metrics, compiled_fns, plan, read_status, train
+
+VOLATILE = ("wall_time", "tokens_per_s")
+
+
+def rows(run_dir):
+    return [{k: v for k, v in json.loads(line).items() if k not in VOLATILE}
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_completed_run_logs_every_field_and_loss_falls(tiny_cfg, tmp_path):
+    st = train(tiny_cfg, tmp_path / "a", progress=False)
+    assert st["status"] == "completed" and st["step"] == 40
+    lines = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    train_lines = [r for r in lines if "train_loss" in r]
+    assert [r["step"] for r in train_lines] == [10, 20, 30, 40]
+    for key in ("step", "tokens", "lr", "batch_size", "train_loss", "grad_norm", "wall_time", "tokens_per_s"):
+        assert key in train_lines[0], key
+    assert train_lines[-1]["tokens"] == 40 * 8 * 32
+    val = [r["val_loss"] for r in lines if "val_loss" in r]
+    assert len(val) == 3                                 # at init, step 20, step 40
+    assert val[0] == pytest.approx(np.log(256), abs=0.05)  # near-uniform at init
+    assert val[-1] < val[0] - 1.0                        # it learns
+    assert st["final_val_loss"] == val[-1]
+    assert st["params"]["total"] > 0
+    assert sorted(p.name for p in (tmp_path / "a" / "ckpt").iterdir() if p.name.isdigit()) == ["20", "40"]
+
+
+def test_resume_equals_uninterrupted_across_a_batch_change(tiny_cfg, tmp_path):
+    cfg = apply_overrides(tiny_cfg, {"data.batch_stages": ((3000, 16),)})
+    train(cfg, tmp_path / "full", progress=False)
+    # A "kill" at step 30: the last checkpoint is at 20, so steps 21-30 are recomputed.
+    st = train(cfg, tmp_path / "cut", progress=False, stop_after=30)
+    assert st["status"] == "running" and st["step"] == 30
+    assert max(r["step"] for r in rows(tmp_path / "cut")) == 30
+    st = train(cfg, tmp_path / "cut", progress=False)
+    assert st["status"] == "completed"
+    assert rows(tmp_path / "cut") == rows(tmp_path / "full")
+    assert {r["batch_size"] for r in rows(tmp_path / "full") if "batch_size" in r} == {8, 16}
+
+
+def test_torn_metrics_line_is_dropped_on_resume(tiny_cfg, tmp_path):
+    d = tmp_path / "r"
+    train(tiny_cfg, d, progress=False, stop_after=20)
+    with open(d / "metrics.jsonl", "a") as f:
+        f.write('{"step": 30, "train_lo')                 # a kill in the middle of a write
+    assert [r["step"] for r in _read_metrics(d / "metrics.jsonl", 10**9)][-1] == 20
+    train(tiny_cfg, d, progress=False)
+    full = tmp_path / "full"
+    train(tiny_cfg, full, progress=False)
+    assert rows(d) == rows(full)
+
+
+@pytest.mark.parametrize("lr,reason", [(1e30, "nan"), (3.0, "limit")])
+def test_divergence_is_recorded_not_raised(tiny_cfg, tmp_path, lr, reason):
+    cfg = apply_overrides(tiny_cfg, {"optim.lr": lr, "schedule.warmup_steps": 0, "optim.clip_norm": 0.0})
+    st = train(cfg, tmp_path / "d", progress=False)
+    assert st["status"] == "diverged"
+    assert reason in st["reason"].lower()
+    assert read_status(tmp_path / "d")["status"] == "diverged"
+    # What was computed before the divergence is kept.
+    assert (tmp_path / "d" / "metrics.jsonl").read_text().startswith('{"step": 0')
+
+
+def test_run_dir_with_other_config_is_refused(tiny_cfg, tmp_path):
+    train(tiny_cfg, tmp_path / "x", progress=False, stop_after=10)
+    other = apply_overrides(tiny_cfg, {"optim.lr": 1e-3})
+    with pytest.raises(ConfigError, match="different config"):
+        train(other, tmp_path / "x", progress=False)
+
+
+def test_lr_sweep_reuses_the_compiled_step(tiny_cfg, tmp_path):
+    train(tiny_cfg, tmp_path / "a", progress=False, stop_after=10)
+    before = compiled_fns.cache_info()
+    train(apply_overrides(tiny_cfg, {"optim.lr": 1e-3, "train.steps": 60}), tmp_path / "b",
+          progress=False, stop_after=10)
+    after = compiled_fns.cache_info()
+    assert after.misses == before.misses and after.hits == before.hits + 1
+
+
+def test_plan_converts_warmup_and_rejects_overlap(tiny_cfg):
+    p = plan(apply_overrides(tiny_cfg, {"schedule.warmup_steps": 4}))
+    assert p.warmup_tokens == 4 * 8 * 32 and p.total_tokens == 40 * 8 * 32
+    lrs = p.lrs(0, 40)
+    assert lrs[0] == 0 and lrs[4] == pytest.approx(tiny_cfg.optim.lr) and lrs[-1] < lrs[20]
+    with pytest.raises(ConfigError, match="schedule.warmup"):
+        plan(apply_overrides(tiny_cfg, {"schedule.warmup_steps": 39}))
+
+
+def test_moe_model_trains_and_logs_balance_loss(tiny_cfg, tmp_path):
+    cfg = apply_overrides(tiny_cfg, {"model.ffn": "moe", "model.n_experts": 4, "model.top_k": 2,
+                                     "train.steps": 20})
+    st = train(cfg, tmp_path / "moe", progress=False)
+    assert st["status"] == "completed"
+    assert st["params"]["active"] < st["params"]["total"]
+    lb = [r["lb_loss"] for r in rows(tmp_path / "moe") if "lb_loss" in r]
+    assert lb and all(np.isfinite(lb)) and all(0 < x < 4 for x in lb)   # E*sum(f*P): 1 when balanced, E at worst
