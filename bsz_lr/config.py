@@ -240,17 +240,17 @@ class Config:
 # ---------------------------------------------------------------------------
 # The size ladder: the one place model shapes are named.
 # cpu sizes are calibrated for 2 cores (see README); gpu sizes span 100M-1B.
-SIZES: dict[str, dict] = {
-    "nano":   dict(d_model=16, n_layers=1, n_heads=2),       # tests / smoke (~10k params)
-    "micro":  dict(d_model=32, n_layers=2, n_heads=2),       # ~0.1M
-    "tiny":   dict(d_model=64, n_layers=2, n_heads=4),       # ~0.13M (default)
-    "small":  dict(d_model=128, n_layers=4, n_heads=4),      # ~0.85M
-    "medium": dict(d_model=256, n_layers=6, n_heads=8),      # ~4.9M
-    "base":   dict(d_model=384, n_layers=6, n_heads=6),      # ~11M
-    "gpu-125m": dict(d_model=768, n_layers=12, n_heads=12),
-    "gpu-350m": dict(d_model=1024, n_layers=24, n_heads=16),
-    "gpu-760m": dict(d_model=1536, n_layers=24, n_heads=16),
-    "gpu-1b":   dict(d_model=2048, n_layers=20, n_heads=16),
+SIZES: dict[str, dict] = {   # parameter counts with the byte vocabulary (256), dense FFN
+    "nano":   dict(d_model=16, n_layers=1, n_heads=2),       # 12k: tests / smoke
+    "micro":  dict(d_model=32, n_layers=2, n_heads=2),       # 42k
+    "tiny":   dict(d_model=64, n_layers=2, n_heads=4),       # 0.13M (default)
+    "small":  dict(d_model=128, n_layers=4, n_heads=4),      # 0.86M
+    "medium": dict(d_model=256, n_layers=6, n_heads=8),      # 4.9M
+    "base":   dict(d_model=384, n_layers=6, n_heads=6),      # 10.8M
+    "gpu-100m": dict(d_model=768, n_layers=14, n_heads=12),  # 99M
+    "gpu-300m": dict(d_model=1024, n_layers=24, n_heads=16), # 303M
+    "gpu-700m": dict(d_model=1536, n_layers=24, n_heads=16), # 680M
+    "gpu-1b":   dict(d_model=2048, n_layers=20, n_heads=16), # 1.0B
 }
 
 
@@ -294,30 +294,52 @@ def _coerce(value, tp, name: str):
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{name}: expected a sequence, got {value!r}")
-        return tuple(tuple(v) if isinstance(v, (list, tuple)) else v for v in value)
+        as_int = lambda x: int(x) if isinstance(x, float) and x.is_integer() else x
+        return tuple(tuple(as_int(x) for x in v) if isinstance(v, (list, tuple)) else as_int(v) for v in value)
     return value
 
 
-def _replace(obj, path: list[str], value, full: str):
+def _apply(obj, tree: dict, prefix: str):
+    """Replace fields of dataclass `obj` from a nested {field: value | {subfield: ...}} dict at once,
+    so fields that are only valid together (e.g. an exp decay and its final fraction) can be set."""
     fields = {f.name: f for f in dataclasses.fields(obj)}
-    key = path[0]
-    if key not in fields:
-        raise ConfigError(f"{full}: unknown field {key!r}; known: {', '.join(fields)}")
     hints = typing.get_type_hints(type(obj))
-    if len(path) == 1:
-        if dataclasses.is_dataclass(hints[key]):
+    changes = {}
+    for key, value in tree.items():
+        full = prefix + key
+        if key not in fields:
+            raise ConfigError(f"{full}: unknown field {key!r}; known: {', '.join(fields)}")
+        is_section = dataclasses.is_dataclass(hints[key])
+        if isinstance(value, dict) and is_section:
+            changes[key] = _apply(getattr(obj, key), value, full + ".")
+        elif is_section:
             raise ConfigError(f"{full}: is a section, set one of its fields")
-        return dataclasses.replace(obj, **{key: _coerce(value, hints[key], full)})
-    sub = getattr(obj, key)
-    if not dataclasses.is_dataclass(sub):
-        raise ConfigError(f"{full}: {key!r} has no sub-fields")
-    return dataclasses.replace(obj, **{key: _replace(sub, path[1:], value, full)})
+        elif isinstance(value, dict):
+            raise ConfigError(f"{full}: {key!r} has no sub-fields")
+        else:
+            changes[key] = _coerce(value, hints[key], full)
+    return dataclasses.replace(obj, **changes)
+
+
+def _check_key(key: str) -> None:
+    """Fail on an unknown or misplaced dotted key, naming the key as given."""
+    obj = Config
+    for i, part in enumerate(key.split(".")):
+        if not (isinstance(obj, type) and dataclasses.is_dataclass(obj)):
+            raise ConfigError(f"{key}: {key.split('.')[i - 1]!r} has no sub-fields")
+        hints = typing.get_type_hints(obj)
+        if part not in hints:
+            raise ConfigError(f"{key}: unknown field {part!r}; known: {', '.join(hints)}")
+        obj = hints[part]
+    if dataclasses.is_dataclass(obj):
+        raise ConfigError(f"{key}: is a section, set one of its fields")
 
 
 def apply_overrides(cfg: Config, overrides) -> Config:
     """Apply dotted overrides: a dict {"model.d_model": 128} or strings "model.d_model=128".
 
-    The special key `model.size` loads a rung of the size ladder first.
+    The special key `model.size` loads a rung of the size ladder first; the other keys
+    are applied together, so validation sees the final combination.
     """
     items = list(overrides.items()) if isinstance(overrides, dict) else []
     if not isinstance(overrides, dict):
@@ -326,13 +348,21 @@ def apply_overrides(cfg: Config, overrides) -> Config:
                 raise ConfigError(f"override {s!r}: expected key=value")
             k, v = s.split("=", 1)
             items.append((k.strip(), v.strip()))
+    tree: dict = {}
     for key, value in items:
         if key == "model.size":
-            cfg = dataclasses.replace(cfg, model=model_size(str(value)))
-    for key, value in items:
-        if key != "model.size":
-            cfg = _replace(cfg, key.split("."), value, key)
-    return cfg
+            tree.setdefault("model", {}).update(
+                {k: v for k, v in SIZES.get(str(value), {}).items() if k not in tree.get("model", {})})
+            model_size(str(value))   # unknown names fail here
+            continue
+        _check_key(key)
+        node, parts = tree, key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{key}: {part!r} has no sub-fields")
+        node[parts[-1]] = value
+    return _apply(cfg, tree, "")
 
 
 def from_dict(d: dict) -> Config:

@@ -54,9 +54,9 @@ def tiny_lm_loss(runs: list[dict]):
         line, = ax.plot(*zip(*tr), lw=1, alpha=0.6, label=f"train ({label})")
         if va:
             ax.plot(*zip(*va), "o-", ms=3, color=line.get_color(), label=f"held-out ({label})")
-    ax.axhline(5.545, ls=":", color="gray", lw=1)
-    ax.text(ax.get_xlim()[0], 5.545, " uniform bytes", va="bottom", fontsize=8, color="gray")
     ax.set_xscale("log")
+    ax.axhline(5.545, ls=":", color="gray", lw=1)
+    ax.text(ax.get_xlim()[0], 5.545, " uniform over bytes", va="top", fontsize=8, color="gray")
     ax.set_xlabel("training tokens")
     ax.set_ylabel("loss (nats/byte)")
     ax.set_title("Tiny LM on Jane Austen (WSD, 1-sqrt decay)")

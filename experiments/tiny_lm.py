@@ -20,8 +20,8 @@ PROFILES = {
     "smoke": {"model.size": "nano", "data.seq_len": 32, "data.batch_size": 8, "train.steps": 40,
               "train.eval_every": 20, "train.checkpoint_every": 20, "train.eval_tokens": 2048,
               "schedule.warmup_tokens": 1024},
-    "cpu": {"train.tokens": 3_000_000, "train.eval_every": 100, "train.checkpoint_every": 200},
-    "gpu": {"model.size": "gpu-125m", "data.seq_len": 512, "data.batch_size": 64,
+    "cpu": {"train.tokens": 3_000_000, "train.eval_every": 50, "train.checkpoint_every": 200},
+    "gpu": {"model.size": "gpu-100m", "data.seq_len": 512, "data.batch_size": 64,
             "train.tokens": 300_000_000, "train.eval_every": 500, "train.checkpoint_every": 1000,
             "schedule.warmup_tokens": 10_000_000},
 }

@@ -230,9 +230,6 @@ def test_from_dict_round_trip(make):
     assert config_hash(from_dict(json.loads(json.dumps(cfg.to_dict())))) == config_hash(cfg)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: from_dict/apply_overrides validate each field in isolation "
-                   "(config.py _replace/apply_overrides), so a valid config whose fields are only "
-                   "jointly valid cannot round-trip")
 @pytest.mark.parametrize("cfg", [
     Config(schedule=ScheduleConfig(decay_shape="exp", final_lr_fraction=0.1)),
     Config(train=TrainConfig(scan_steps=7, eval_every=14, checkpoint_every=14)),
@@ -241,8 +238,6 @@ def test_from_dict_round_trip_jointly_constrained_fields(cfg):
     assert from_dict(cfg.to_dict()) == cfg
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _coerce does not coerce the elements of data.batch_stages "
-                   "to int (config.py:297), so '1e3' stays 1000.0 and the hash differs from 1000")
 def test_batch_stage_elements_coerced_to_int():
     a = apply_overrides(Config(), ["data.batch_stages=((1e3, 16),)"])
     b = apply_overrides(Config(), ["data.batch_stages=((1000, 16),)"])
