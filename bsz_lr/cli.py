@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,11 +28,18 @@ def _train(args) -> int:
 
 
 def _experiment(args) -> int:
-    from .sweep import load_experiment, run_experiment
+    from .sweep import load_experiment, run_sweep
     exp = load_experiment(args.file)
     wanted = args.profile.split(",")
     profile = next((p for p in wanted if p in exp.profiles), wanted[-1])
-    return run_experiment(exp, profile, Path(args.runs), progress=not args.no_progress, dry_run=args.dry_run)
+    try:
+        i, n = (int(x) for x in args.shard.split("/"))
+        assert 0 <= i < n
+    except (ValueError, AssertionError):
+        raise ConfigError(f"--shard: expected i/n with 0 <= i < n, got {args.shard!r}") from None
+    workers = len(os.sched_getaffinity(0)) if args.workers == "auto" else int(args.workers)
+    return run_sweep(exp, profile, Path(args.runs), workers=workers, shard_spec=(i, n),
+                     progress=not args.no_progress, dry_run=args.dry_run)
 
 
 def _figures(args) -> int:
@@ -75,6 +83,8 @@ def main(argv=None) -> int:
     e.add_argument("--runs", default="results")
     e.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")
     e.add_argument("--no-progress", action="store_true")
+    e.add_argument("--workers", default="auto", help="worker processes, each pinned to a core (default: one per core)")
+    e.add_argument("--shard", default="0/1", help="i/n: run only this disjoint slice (e.g. a SLURM array task)")
     e.set_defaults(fn=_experiment)
 
     f = sub.add_parser("figures", help="rebuild figures from stored results (no training)")

@@ -138,9 +138,11 @@ class ScheduleConfig:
     decay_fraction: float = 0.2
     decay_shape: str = "linear"
     final_lr_fraction: float = 0.0
+    decay_start_tokens: int = 0     # wsd: explicit decay start (decay branches); 0 -> (1-decay_fraction)*total
 
     def __post_init__(self):
         p = "schedule."
+        _check(self.decay_start_tokens >= 0, p + "decay_start_tokens", "must be >= 0")
         _check(self.kind in SCHEDULE_KINDS, p + "kind", f"must be one of {SCHEDULE_KINDS}, got {self.kind!r}")
         _check(self.decay_shape in DECAY_SHAPES, p + "decay_shape",
                f"must be one of {DECAY_SHAPES}, got {self.decay_shape!r}")
@@ -208,6 +210,9 @@ class TrainConfig:
     checkpoint_every: int = 1000  # steps; 0 -> only at the end
     keep_checkpoints: int = 2
     diverge_factor: float = 1.5  # stop when train loss > factor * initial loss (or non-finite)
+    save_at_tokens: tuple[int, ...] = ()  # extra checkpoints kept for good (decay branches start there)
+    init_from: str = ""         # decay branch: hash of the parent run (a sibling run directory)
+    init_tokens: int = 0        # ... and the token count of the parent checkpoint to start from
 
     def __post_init__(self):
         p = "train."
@@ -223,6 +228,10 @@ class TrainConfig:
         _check(self.eval_tokens > 0, p + "eval_tokens", f"must be positive, got {self.eval_tokens}")
         _check(self.keep_checkpoints > 0, p + "keep_checkpoints", "must be positive")
         _check(self.diverge_factor > 1, p + "diverge_factor", f"must be > 1, got {self.diverge_factor}")
+        _check(all(isinstance(x, int) and x > 0 for x in self.save_at_tokens), p + "save_at_tokens",
+               f"must be positive token counts, got {self.save_at_tokens}")
+        _check(bool(self.init_from) == (self.init_tokens > 0), p + "init_from",
+               "a branch needs both init_from (parent hash) and init_tokens > 0")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .sweep import load_runs  # noqa: E402
+from .store import load_runs  # noqa: E402
 
 __all__ = ["FIGURES", "figure", "build_all"]
 
@@ -74,7 +74,7 @@ def build_all(root: Path, out: Path, only=None) -> dict:
         if only and name not in only:
             continue
         for profile in FIGURE_PROFILES:
-            runs = [r for r in load_runs(root, exp, profile) if r["status"].get("status") == "completed"]
+            runs = [r for r in load_runs(root, exp, profile) if r["state"] == "completed"]
             if runs:
                 break
         else:

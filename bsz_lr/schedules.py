@@ -47,15 +47,15 @@ def _warmup(x, warmup, xp):
     return xp.minimum(x / warmup, 1.0)
 
 
-def wsd_factor(x, total, warmup, decay_fraction, shape="linear", final=0.0, xp=np):
+def wsd_factor(x, total, warmup, decay_fraction, shape="linear", final=0.0, xp=np, decay_start=None):
     """Warmup-Stable-Decay multiplier of the peak LR at progress x.
 
-    Linear warmup 0 -> 1 over [0, warmup]; 1 until decay_start = total*(1-decay_fraction);
+    Linear warmup 0 -> 1 over [0, warmup]; 1 until decay_start (default total*(1-decay_fraction));
     then `decay_factor` over [decay_start, total]; `final` after total.
     """
     x = xp.asarray(x, dtype=float) if xp is np else x
-    decay_len = total * decay_fraction
-    start = total - decay_len
+    start = total * (1 - decay_fraction) if decay_start is None else decay_start
+    decay_len = total - start
     if decay_len > 0:
         dec = xp.where(x < start, 1.0, decay_factor((x - start) / decay_len, shape, final, xp))
     else:
@@ -72,9 +72,11 @@ def cosine_factor(x, total, warmup, final=0.0, xp=np):
 
 
 def lr_factor(cfg: ScheduleConfig, x, total, warmup, xp=np):
-    """Dispatch on `cfg.kind`; `warmup` is already in the unit of x and total."""
+    """Dispatch on `cfg.kind`; `warmup` is already in the unit of x and total (tokens in the trainer,
+    the unit of `cfg.decay_start_tokens`)."""
     if cfg.kind == "wsd":
-        return wsd_factor(x, total, warmup, cfg.decay_fraction, cfg.decay_shape, cfg.final_lr_fraction, xp)
+        return wsd_factor(x, total, warmup, cfg.decay_fraction, cfg.decay_shape, cfg.final_lr_fraction, xp,
+                          decay_start=cfg.decay_start_tokens or None)
     if cfg.kind == "cosine":
         return cosine_factor(x, total, warmup, cfg.final_lr_fraction, xp)
     if cfg.kind == "constant":

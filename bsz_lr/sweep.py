@@ -1,29 +1,46 @@
-"""Experiments as declarative files, expanded into runs of the result store.
+"""Experiments as declarative files, expanded into the runs of the result store, and the runner.
 
 An experiment file (experiments/NAME.py) defines module-level values:
 
     NAME     = "tiny_lm"                      # defaults to the file name
     BASE     = {"model.size": "tiny", ...}    # dotted overrides of Config()
     GRID     = {"optim.lr": [1e-3, 3e-3]}     # cartesian product (may be empty)
-    PROFILES = {"smoke": {...}, "cpu": {...}} # overrides per profile; a "grid" key replaces GRID
+    BRANCHES = {"at_tokens": [...], "fraction": 0.2, "shape": "1-sqrt"}   # optional decay branches
+    PROFILES = {"smoke": {...}, "cpu": {...}, "gpu": {...}}   # overrides; "grid"/"branches" keys replace
     FIGURES  = ["tiny_lm_loss"]               # figure builders fed by this experiment
 
-Runs live in <root>/<NAME>/<profile>/<config hash>/ (see train.py for the files).
-Today the runner trains runs one after another, skipping completed ones and
-resuming interrupted ones from their checkpoints.
+Decay branches (the WSD trick): each grid point is a stable run that keeps checkpoints at
+`at_tokens`; from each, a branch run decays the LR over `fraction` of its own length.  A
+branch is recorded as its own run (its config names the parent), it equals a full WSD run
+with that decay start, and it costs only its decay.
+
+The runner claims runs with a file lock (store.RunLock), so any number of runner processes
+(worker processes here, or `--shard i/n` jobs on other machines writing to a shared
+directory) never train one run twice.  It skips finished runs, resumes interrupted ones from
+their checkpoints, moves corrupt ones aside and re-runs them, records failures and goes on.
+Nothing here imports JAX until a worker trains.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
 import itertools
-import json
+import math
+import multiprocessing as mp
+import os
+import queue
+import sys
+import time
+import traceback
 from pathlib import Path
 
 from .config import Config, ConfigError, apply_overrides, config_hash
+from .schedules import BatchSchedule
+from .store import DONE, RunLock, checkpoint_steps, quarantine, run_state, write_json_atomic
 
-__all__ = ["Experiment", "load_experiment", "expand", "run_dir", "run_experiment", "load_runs"]
+__all__ = ["Experiment", "load_experiment", "expand", "plan_runs", "RunSpec", "run_sweep", "worker_loop", "branch_configs", "shard"]
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
 
@@ -34,6 +51,7 @@ class Experiment:
     base: dict
     grid: dict
     profiles: dict
+    branches: dict | None = None
     figures: tuple = ()
 
 
@@ -48,52 +66,220 @@ def load_experiment(path_or_name: str) -> Experiment:
     spec.loader.exec_module(mod)
     return Experiment(getattr(mod, "NAME", path.stem), dict(getattr(mod, "BASE", {})),
                       dict(getattr(mod, "GRID", {})), dict(getattr(mod, "PROFILES", {})),
-                      tuple(getattr(mod, "FIGURES", ())))
+                      getattr(mod, "BRANCHES", None), tuple(getattr(mod, "FIGURES", ())))
 
 
-def expand(exp: Experiment, profile: str) -> list[Config]:
-    """All fully resolved configs of one profile (base <- profile <- grid point)."""
+def _profile(exp: Experiment, profile: str) -> tuple[dict, dict, dict | None]:
     if profile not in exp.profiles:
         raise ConfigError(f"experiment {exp.name}: unknown profile {profile!r}; known: {', '.join(exp.profiles)}")
     prof = dict(exp.profiles[profile])
     grid = prof.pop("grid", exp.grid)
+    branches = prof.pop("branches", exp.branches)
+    return prof, grid, branches
+
+
+def expand(exp: Experiment, profile: str) -> list[Config]:
+    """The grid configs of one profile (base <- profile <- grid point); parents when branching."""
+    prof, grid, branches = _profile(exp, profile)
     base = apply_overrides(Config(), {**exp.base, **prof})
+    if branches:
+        base = apply_overrides(base, {"train.save_at_tokens": tuple(int(x) for x in branches["at_tokens"])})
     keys = list(grid)
     return [apply_overrides(base, dict(zip(keys, values)))
             for values in itertools.product(*(grid[k] for k in keys))]
 
 
-def run_dir(root: Path, exp: Experiment, profile: str, cfg: Config) -> Path:
-    return Path(root) / exp.name / profile / config_hash(cfg)
-
-
-def run_experiment(exp: Experiment, profile: str, root: Path, *, progress=True, dry_run=False) -> int:
-    from .train import read_status, train
-    configs = expand(exp, profile)
-    failed = 0
-    for i, cfg in enumerate(configs):
-        d = run_dir(root, exp, profile, cfg)
-        st = (read_status(d) or {}).get("status", "new")
-        print(f"[{i + 1}/{len(configs)}] {exp.name}/{profile}/{d.name}: {st}", flush=True)
-        if dry_run or st == "completed":
-            continue
-        from .train import enable_compilation_cache
-        enable_compilation_cache()
-        st = train(cfg, d, progress=progress)["status"]
-        print(f"    -> {st}", flush=True)
-        failed += st not in ("completed", "diverged")
-    return 1 if failed else 0
-
-
-def load_runs(root: Path, name: str, profile: str) -> list[dict]:
-    """Every stored run of an experiment profile: config, status and metrics rows."""
+def branch_configs(parent: Config, branches: dict) -> list[Config]:
+    """Decay branches of a stable parent: decay starts exactly at each kept checkpoint."""
+    f = float(branches.get("fraction", 0.2))
+    if not 0 < f < 1:
+        raise ConfigError(f"branches.fraction: must be in (0, 1), got {f}")
+    b = BatchSchedule.from_config(parent)
     out = []
-    for d in sorted((Path(root) / name / profile).glob("*/")):
-        try:
-            cfg = json.loads((d / "config.json").read_text())
-            status = json.loads((d / "status.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        rows = [json.loads(l) for l in (d / "metrics.jsonl").read_text().splitlines() if l.strip()]
-        out.append({"dir": str(d), "hash": d.name, "config": cfg, "status": status, "metrics": rows})
+    for d in branches["at_tokens"]:
+        start = b.tokens_before(b.steps_for_tokens(int(d)))
+        out.append(apply_overrides(parent, {
+            "schedule.kind": "wsd", "schedule.decay_fraction": f,
+            "schedule.decay_shape": branches.get("shape", "1-sqrt"),
+            "schedule.final_lr_fraction": float(branches.get("final", 0.0)),
+            "schedule.decay_start_tokens": start,
+            "train.tokens": math.ceil(start / (1 - f)), "train.steps": 0, "train.save_at_tokens": (),
+            "train.init_from": config_hash(parent), "train.init_tokens": start}))
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    cfg: Config
+    dir: Path
+    parent: Path | None      # decay branch: the parent's run directory
+    cost: float              # estimated training FLOPs (orders the queue longest-first)
+    group: str               # shards keep a parent and its branches together
+
+    @property
+    def init_step(self) -> int:
+        return BatchSchedule.from_config(self.cfg).steps_for_tokens(self.cfg.train.init_tokens)
+
+
+def _cost(cfg: Config) -> float:
+    m, b = cfg.model, BatchSchedule.from_config(cfg)
+    ffn = 3 * m.d_model * (m.top_k * m.expert_width if m.ffn == "moe" else m.ffn_width)
+    n = m.n_layers * (4 * m.d_model ** 2 + ffn) + m.vocab_size * m.d_model
+    steps = cfg.train.steps or b.steps_for_tokens(cfg.train.tokens)
+    return 6.0 * n * (b.tokens_before(steps) - cfg.train.init_tokens)
+
+
+def plan_runs(exp: Experiment, profile: str, root: Path) -> list[RunSpec]:
+    """Every run of a profile, parents before their branches, longest first."""
+    _, _, branches = _profile(exp, profile)
+    base = Path(root) / exp.name / profile
+    specs = []
+    for cfg in expand(exp, profile):
+        h = config_hash(cfg)
+        specs.append(RunSpec(cfg, base / h, None, _cost(cfg), h))
+        for bc in branch_configs(cfg, branches) if branches else []:
+            specs.append(RunSpec(bc, base / config_hash(bc), base / h, _cost(bc), h))
+    specs.sort(key=lambda s: (s.parent is not None, -s.cost))
+    return specs
+
+
+def shard(specs: list[RunSpec], i: int, n: int) -> list[RunSpec]:
+    """A disjoint slice, stable across machines: by a hash of the run group."""
+    return [s for s in specs if int(hashlib.sha256(s.group.encode()).hexdigest(), 16) % n == i]
+
+
+# ---------------------------------------------------------------------------
+# Workers.
+
+def _record_failure(spec: RunSpec, reason: str) -> None:
+    spec.dir.mkdir(parents=True, exist_ok=True)
+    if not (spec.dir / "config.json").exists():
+        write_json_atomic(spec.dir / "config.json", spec.cfg.to_dict())
+    write_json_atomic(spec.dir / "status.json", {"status": "failed", "reason": reason})
+
+
+def _parent_gate(spec: RunSpec) -> str:
+    """'ready', 'wait' (parent still training) or a reason the branch can never start."""
+    if spec.parent is None or spec.init_step in checkpoint_steps(spec.parent):
+        return "ready"
+    state, reason = run_state(spec.parent)
+    if state in DONE or state == "failed":
+        return f"parent {spec.parent.name} is {state} without a checkpoint at step {spec.init_step}" + (
+            f" ({reason})" if reason else "")
+    return "wait"
+
+
+def _train_one(spec: RunSpec, log, progress: bool, position: int) -> str:
+    from .train import enable_compilation_cache, train
+    enable_compilation_cache()
+    state, reason = run_state(spec.dir)
+    if state == "corrupt":
+        moved = quarantine(spec.dir, reason)
+        log(f"{spec.dir.name}: corrupt ({reason}); moved to {moved.name}, training afresh")
+    try:
+        st = train(spec.cfg, spec.dir, progress=progress, position=position)
+    except Exception as e:  # recorded; the sweep goes on
+        reason = f"{type(e).__name__}: {e}"
+        log(f"{spec.dir.name}: failed: {reason}\n{traceback.format_exc(limit=3)}")
+        if (run_state(spec.dir)[0]) != "failed":
+            _record_failure(spec, reason)
+        return "failed"
+    return st["status"]
+
+
+def worker_loop(specs: list[RunSpec], wid: int = 0, *, core: int | None = None, events=None,
+                progress: bool = True, poll: float = 0.5) -> None:
+    """Train every claimable run of `specs`; wait for branches whose parent is still training."""
+    if core is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {core})
+    emit = events.put if events is not None else (lambda e: print(*e, flush=True))
+    log = lambda msg: emit(("log", wid, msg))
+    pending = list(specs)
+    while pending:
+        progressed = False
+        for spec in list(pending):
+            state, _ = run_state(spec.dir)
+            if state in DONE:
+                pending.remove(spec)
+                continue
+            gate = _parent_gate(spec)
+            if gate == "wait":
+                continue
+            lock = RunLock(spec.dir)
+            if not lock.acquire():
+                continue                       # another process is training it
+            try:
+                state, _ = run_state(spec.dir)  # re-check under the lock
+                if state in DONE:
+                    result = None
+                elif gate != "ready":
+                    _record_failure(spec, gate)
+                    result = "failed"
+                else:
+                    emit(("start", wid, spec.dir.name))
+                    result = _train_one(spec, log, progress, wid + 1)
+            finally:
+                lock.release()
+            pending.remove(spec)
+            progressed = True
+            if result is not None:
+                emit(("done", wid, f"{spec.dir.name}: {result}"))
+            break                              # re-scan from the longest pending run
+        if pending and not progressed:
+            time.sleep(poll)                   # runs held by other processes, or branches waiting
+
+
+class _Direct:
+    """Queue-like sink for the in-process (one worker) case."""
+
+    def __init__(self, fn):
+        self.put = fn
+
+
+def run_sweep(exp: Experiment, profile: str, root: Path, *, workers: int = 1, shard_spec=(0, 1),
+              dry_run: bool = False, progress: bool = True, pin: bool = True) -> int:
+    """Run (or list) a profile's runs; returns 1 if any run failed, else 0."""
+    specs = shard(plan_runs(exp, profile, root), *shard_spec)
+    if dry_run:
+        for s in specs:
+            state, reason = run_state(s.dir)
+            kind = f"branch of {s.parent.name} at {s.cfg.train.init_tokens:,} tokens" if s.parent else "run"
+            print(f"{exp.name}/{profile}/{s.dir.name}  {state:9} {kind}  ~{s.cost:.2e} FLOPs"
+                  + (f"  ({reason})" if reason else ""))
+        return 0
+    from tqdm.auto import tqdm
+    todo = sum(run_state(s.dir)[0] not in DONE for s in specs)
+    bar = tqdm(total=len(specs), initial=len(specs) - todo, unit="run", desc=f"{exp.name}/{profile}",
+               disable=not progress, position=0, dynamic_ncols=True)
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(workers))
+    workers = max(1, min(workers, todo))
+    def handle(e):
+        if e[0] == "done":
+            bar.update(1)
+            bar.write(f"[worker {e[1]}] {e[2]}")
+        elif e[0] == "log":
+            bar.write(f"[worker {e[1]}] {e[2]}", file=sys.stderr)
+
+    if workers == 1:
+        worker_loop(specs, 0, events=_Direct(handle), progress=progress)
+    else:
+        ctx = mp.get_context("spawn")          # JAX and fork do not mix
+        q = ctx.Queue()
+        procs = [ctx.Process(target=worker_loop, args=(specs, i),
+                             kwargs=dict(core=cores[i % len(cores)] if pin else None, events=q,
+                                         progress=progress), daemon=True)
+                 for i in range(workers)]
+        for p in procs:
+            p.start()
+        while any(p.is_alive() for p in procs) or not q.empty():
+            try:
+                handle(q.get(timeout=0.5))
+            except queue.Empty:
+                continue
+        for p in procs:
+            p.join()
+    bar.close()
+    states = [run_state(s.dir)[0] for s in specs]
+    summary = {k: states.count(k) for k in sorted(set(states))}
+    print(f"{exp.name}/{profile}: " + ", ".join(f"{v} {k}" for k, v in summary.items()), flush=True)
+    return 1 if summary.get("failed") else 0

@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -34,11 +35,12 @@ from .config import Config, ConfigError, OptimConfig, ModelConfig, from_dict
 from .model import Transformer, init_params, param_counts
 from .optim import build_optimizer, set_lr
 from .schedules import BatchSchedule, lr_factor
+from .store import DONE, metrics_sha256, read_status, record_attempt, write_json_atomic
 
 __all__ = ["TrainState", "train", "RunPlan", "plan", "loss_fn", "compiled_fns", "write_json_atomic",
            "read_status", "enable_compilation_cache"]
 
-logging.getLogger("absl").setLevel(logging.WARNING)
+logging.getLogger("absl").setLevel(logging.ERROR)
 
 
 @flax.struct.dataclass
@@ -46,22 +48,6 @@ class TrainState:
     step: jax.Array
     params: dict
     opt_state: optax.OptState
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_status(run_dir: Path) -> dict | None:
-    try:
-        return json.loads((Path(run_dir) / "status.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def enable_compilation_cache(path: str | None = None) -> None:
@@ -128,6 +114,8 @@ class RunPlan:
     total_steps: int
     total_tokens: int
     warmup_tokens: int
+    keep_steps: tuple[int, ...]     # steps of the permanent checkpoints (train.save_at_tokens)
+    init_step: int                  # a decay branch starts here from its parent; else 0
 
     def lrs(self, start: int, n: int) -> np.ndarray:
         x = np.array([self.batch.tokens_before(s) for s in range(start, start + n)], dtype=np.float64)
@@ -140,47 +128,100 @@ class RunPlan:
         for every in (t.eval_every, t.checkpoint_every):
             if every:
                 stops.append((step // every + 1) * every)
+        stops += [k for k in self.keep_steps if k > step]
         nxt = self.batch.next_change(step)
         if nxt is not None:
             stops.append(nxt)
         return min(stops) - step
 
+    def is_eval(self, step: int) -> bool:
+        every = self.cfg.train.eval_every
+        return bool(every and step % every == 0) or step == self.total_steps
+
+    def is_checkpoint(self, step: int) -> bool:
+        every = self.cfg.train.checkpoint_every
+        return bool(every and step % every == 0) or step == self.total_steps or step in self.keep_steps
+
 
 def plan(cfg: Config) -> RunPlan:
     b = BatchSchedule.from_config(cfg)
-    steps = cfg.train.steps or b.steps_for_tokens(cfg.train.tokens)
-    s = cfg.schedule
+    t, s = cfg.train, cfg.schedule
+    steps = t.steps or b.steps_for_tokens(t.tokens)
     warm = s.warmup_tokens or s.warmup_steps * b.stages[0][1] * b.seq_len
     total_tokens = b.tokens_before(steps)
-    if s.kind == "wsd" and warm > total_tokens * (1 - s.decay_fraction) + 1e-9:
-        raise ConfigError(f"schedule.warmup: warmup ({warm} tokens) overlaps the decay, which starts at "
-                          f"{total_tokens * (1 - s.decay_fraction):.0f} of {total_tokens} tokens")
-    return RunPlan(cfg, b, steps, total_tokens, warm)
+    if s.kind == "wsd":
+        start = s.decay_start_tokens or total_tokens * (1 - s.decay_fraction)
+        if warm > start + 1e-9:
+            raise ConfigError(f"schedule.warmup: warmup ({warm} tokens) overlaps the decay, which starts at "
+                              f"{start:.0f} of {total_tokens} tokens")
+        if start > total_tokens:
+            raise ConfigError(f"schedule.decay_start_tokens: {start} is past the end of the run ({total_tokens})")
+    keep = tuple(sorted({b.steps_for_tokens(d) for d in t.save_at_tokens if b.steps_for_tokens(d) <= steps}))
+    init_step = b.steps_for_tokens(t.init_tokens) if t.init_from else 0
+    if init_step >= steps:
+        raise ConfigError(f"train.init_tokens: the branch starts at step {init_step}, not before its end ({steps})")
+    return RunPlan(cfg, b, steps, total_tokens, warm, keep, init_step)
 
 
 # ---------------------------------------------------------------------------
 # Checkpoints (orbax).
 
-def _manager(run_dir: Path, keep: int):
+def _manager(ckpt_dir: Path, keep: int = 2, keep_steps=(), read_only: bool = False):
     import orbax.checkpoint as ocp
-    opts = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-    return ocp.CheckpointManager((run_dir / "ckpt").absolute(), options=opts)
+    cm = ocp.checkpoint_managers
+    policy = cm.AnyPreservationPolicy([cm.LatestN(n=keep)] + ([cm.CustomSteps(steps=list(keep_steps))]
+                                                              if keep_steps else []))
+    opts = ocp.CheckpointManagerOptions(preservation_policy=policy, create=not read_only,
+                                        read_only=read_only)
+    return ocp.CheckpointManager(Path(ckpt_dir).absolute(), options=opts)
 
 
 def _save(mngr, state: TrainState, meta: dict) -> None:
     import orbax.checkpoint as ocp
     mngr.save(int(meta["step"]), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                         meta=ocp.args.JsonSave(meta)))
+                                                         meta=ocp.args.JsonSave(meta)), force=True)
 
 
-def _restore(mngr, abstract: TrainState):
+def _restore(mngr, abstract: TrainState, step: int | None = None, *, log=print):
+    """Restore `step` (default: the newest readable checkpoint, falling back past corrupt ones)."""
     import orbax.checkpoint as ocp
-    step = mngr.latest_step()
-    if step is None:
-        return None, None
-    got = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                     meta=ocp.args.JsonRestore()))
-    return got["state"], got["meta"]
+    steps = [step] if step is not None else sorted(mngr.all_steps(), reverse=True)
+    for s in steps:
+        try:
+            got = mngr.restore(s, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                          meta=ocp.args.JsonRestore()))
+            return got["state"], got["meta"]
+        except Exception as e:  # orbax raises many types for a damaged directory
+            if step is not None:
+                raise
+            log(f"checkpoint {s} in {mngr.directory} is unreadable ({type(e).__name__}: {e}); trying an older one")
+    return None, None
+
+
+def _branch_start(cfg: Config, p: RunPlan, run_dir: Path, abstract):
+    """State and meta of a decay branch at its parent's checkpoint, after checking they share a past."""
+    parent_dir = run_dir.parent / cfg.train.init_from
+    try:
+        parent = load_run_config(parent_dir)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"train.init_from: parent run {parent_dir} is unreadable ({e})") from None
+    for sec in ("model", "optim", "data"):
+        if getattr(parent, sec) != getattr(cfg, sec):
+            raise ConfigError(f"train.init_from: parent {cfg.train.init_from} has a different {sec} config")
+    pp = plan(parent)
+    n = p.init_step
+    if parent.train.seed != cfg.train.seed or not np.array_equal(pp.lrs(0, n), p.lrs(0, n)):
+        raise ConfigError(f"train.init_from: parent {cfg.train.init_from} did not follow this run's seed "
+                          f"and LR schedule for its first {n} steps")
+    mngr = _manager(parent_dir / "ckpt", read_only=True)
+    try:
+        if n not in mngr.all_steps():
+            raise ConfigError(f"train.init_from: parent {cfg.train.init_from} has no checkpoint at step {n} "
+                              f"({p.batch.tokens_before(n)} tokens); train it with train.save_at_tokens first")
+        state, meta = _restore(mngr, abstract, n)
+    finally:
+        mngr.close()
+    return state, {**meta, "elapsed": 0.0}
 
 
 # ---------------------------------------------------------------------------
@@ -203,7 +244,8 @@ def _read_metrics(path: Path, upto: int) -> list[dict]:
     return rows
 
 
-def train(cfg: Config, run_dir, *, stop_after: int | None = None, progress: bool = True) -> dict:
+def train(cfg: Config, run_dir, *, stop_after: int | None = None, progress: bool = True,
+          position: int | None = None) -> dict:
     """Train (or resume) the run in `run_dir`; returns the final status dict.
 
     `stop_after` ends the loop after that many total steps without a final checkpoint,
@@ -225,16 +267,19 @@ def train(cfg: Config, run_dir, *, stop_after: int | None = None, progress: bool
     val = data_lib.val_batches(corpus.val, cfg.data.seq_len, t.eval_tokens, cfg.data.batch_size)
     init_state, train_chunk, eval_batch = compiled_fns(cfg.model, dataclasses.replace(cfg.optim, lr=1.0))
 
-    mngr = _manager(run_dir, t.keep_checkpoints)
+    mngr = _manager(run_dir / "ckpt", t.keep_checkpoints, p.keep_steps)
     abstract = jax.eval_shape(init_state, t.seed)
-    state, meta = _restore(mngr, abstract)
-    if state is None:
+    state, meta = _restore(mngr, abstract, log=lambda m: print(f"{run_dir}: {m}", file=sys.stderr))
+    if state is None and t.init_from:
+        state, meta = _branch_start(cfg, p, run_dir, abstract)
+    elif state is None:
         state, meta = init_state(t.seed), {"step": 0, "elapsed": 0.0, "initial_loss": None}
     start = int(meta["step"])
     metrics_path = run_dir / "metrics.jsonl"
     rows = _read_metrics(metrics_path, start)
     with open(metrics_path, "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
+    record_attempt(run_dir, start)
 
     counts = param_counts(state.params, cfg.model)
     status = {"status": "running", "step": start, "total_steps": p.total_steps,
@@ -294,13 +339,13 @@ def train(cfg: Config, run_dir, *, stop_after: int | None = None, progress: bool
 
     from tqdm.auto import tqdm
     bar = tqdm(total=end, initial=start, unit="step", disable=not progress, leave=False,
-               desc=run_dir.name, dynamic_ncols=True)
+               desc=run_dir.name, dynamic_ncols=True, position=position)
     step, pending = start, None
     try:
         with open(metrics_path, "a") as out:
-            if start == 0:
-                # Validation loss at initialisation (the curve's first point).
-                flush((0, 0, {"loss": np.zeros(0), "grad_norm": np.zeros(0), "lb_loss": np.zeros(0)},
+            if start == p.init_step:
+                # Validation loss where the run starts (the curve's first point).
+                flush((start, 0, {"loss": np.zeros(0), "grad_norm": np.zeros(0), "lb_loss": np.zeros(0)},
                        evaluate(state.params)), out)
             while step < end:
                 n = p.chunk_len(step, end)
@@ -310,10 +355,8 @@ def train(cfg: Config, run_dir, *, stop_after: int | None = None, progress: bool
                 if pending is not None:
                     flush(pending, out)
                 step += n
-                is_eval = (t.eval_every and step % t.eval_every == 0) or step == p.total_steps
-                pending = (step - n, n, m, evaluate(state.params) if is_eval else None)
-                is_ckpt = (t.checkpoint_every and step % t.checkpoint_every == 0) or step == p.total_steps
-                if is_ckpt:
+                pending = (step - n, n, m, evaluate(state.params) if p.is_eval(step) else None)
+                if p.is_checkpoint(step):
                     flush(pending, out)   # never checkpoint a diverged state
                     pending = None
                     _save(mngr, state, {"step": step, "tokens": p.batch.tokens_before(step),
@@ -341,6 +384,8 @@ def train(cfg: Config, run_dir, *, stop_after: int | None = None, progress: bool
     final = lambda k: next((r[k] for r in reversed(rows) if k in r), None)
     status.update(tokens=p.batch.tokens_before(step), final_train_loss=final("train_loss"),
                   final_val_loss=final("val_loss"), wall_time=round(elapsed0 + time.perf_counter() - t0, 3))
+    if status["status"] in DONE:
+        status["metrics_sha256"] = metrics_sha256(run_dir)
     write_json_atomic(run_dir / "status.json", status)
     return status
 

@@ -7,7 +7,8 @@ import pytest
 from bsz_lr.cli import main
 from bsz_lr.config import ConfigError
 from bsz_lr.figures import build_all
-from bsz_lr.sweep import expand, load_experiment, load_runs, run_experiment
+from bsz_lr.store import load_runs
+from bsz_lr.sweep import expand, load_experiment, run_sweep
 
 from .conftest import TINY
 
@@ -39,9 +40,9 @@ def test_experiment_expansion_and_store_and_figures(tmp_path, capsys):
     assert len(cfgs) == 1 and cfgs[0].model.d_model == 16
     with pytest.raises(ConfigError, match="unknown profile"):
         expand(exp, "nope")
-    assert run_experiment(exp, "smoke", tmp_path / "res", progress=False) == 0
+    assert run_sweep(exp, "smoke", tmp_path / "res", progress=False) == 0
     # A second pass finds the run completed and trains nothing.
-    assert run_experiment(exp, "smoke", tmp_path / "res", progress=False) == 0
+    assert run_sweep(exp, "smoke", tmp_path / "res", progress=False) == 0
     assert capsys.readouterr().out.count(": completed") == 1
     runs = load_runs(tmp_path / "res", "tiny_lm", "smoke")
     assert len(runs) == 1 and runs[0]["status"]["status"] == "completed"
