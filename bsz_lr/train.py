@@ -186,16 +186,25 @@ def _restore(mngr, abstract: TrainState, step: int | None = None, *, log=print):
     """Restore `step` (default: the newest readable checkpoint, falling back past corrupt ones)."""
     import orbax.checkpoint as ocp
     steps = [step] if step is not None else sorted(mngr.all_steps(), reverse=True)
+    got, bad = None, []
     for s in steps:
         try:
             got = mngr.restore(s, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                                           meta=ocp.args.JsonRestore()))
-            return got["state"], got["meta"]
+            break
         except Exception as e:  # orbax raises many types for a damaged directory
             if step is not None:
                 raise
-            log(f"checkpoint {s} in {mngr.directory} is unreadable ({type(e).__name__}: {e}); trying an older one")
-    return None, None
+            log(f"checkpoint {s} in {mngr.directory} is unreadable ({type(e).__name__}: {e}); "
+                "moved to ckpt-corrupt/, trying an older one")
+            bad.append(s)
+    if bad:   # keep the damaged ones for inspection, out of orbax's way
+        aside = Path(str(mngr.directory)).parent / "ckpt-corrupt"
+        aside.mkdir(exist_ok=True)
+        for s in bad:
+            os.replace(Path(str(mngr.directory)) / str(s), aside / f"{s}-{time.strftime('%Y%m%d-%H%M%S')}")
+        mngr.reload()
+    return (got["state"], got["meta"]) if got is not None else (None, None)
 
 
 def _branch_start(cfg: Config, p: RunPlan, run_dir: Path, abstract):

@@ -1,0 +1,201 @@
+"""Sweep runner and result store: resume, kill -9, concurrent runners, failures, corruption, branches."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bsz_lr.config import apply_overrides
+from bsz_lr.store import load_runs, load_table, run_state
+from bsz_lr.sweep import branch_configs, load_experiment, plan_runs, run_sweep, shard
+from bsz_lr.train import load_run_config, train
+
+REPO = Path(__file__).resolve().parent.parent
+VOLATILE = ("wall_time", "tokens_per_s")
+
+SMOKE = """
+BASE = {"model.size": "nano", "data.seq_len": 32, "data.batch_size": 8, "train.eval_tokens": 2048,
+        "train.eval_every": 20, "train.checkpoint_every": 20, "schedule.warmup_steps": 5}
+GRID = %(grid)s
+PROFILES = {"smoke": {"train.steps": %(steps)d}}
+"""
+
+
+def write_exp(tmp_path, name="exp", grid=None, steps=40, extra=""):
+    grid = grid or {"optim.lr": [1e-3, 2e-3, 3e-3], "train.seed": [0]}
+    f = tmp_path / f"{name}.py"
+    f.write_text(SMOKE % {"grid": repr(grid), "steps": steps} + extra)
+    return load_experiment(str(f)), f
+
+
+def rows(d):
+    return [{k: v for k, v in json.loads(line).items() if k not in VOLATILE}
+            for line in (Path(d) / "metrics.jsonl").read_text().splitlines()]
+
+
+def finals(root, exp):
+    return {r["hash"]: rows(r["dir"]) for r in load_runs(root, exp.name, "smoke")}
+
+
+def sweep_cmd(f, root, *extra):
+    return [sys.executable, "-m", "bsz_lr", "sweep", str(f), "--profile", "smoke", "--runs", str(root),
+            "--workers", "1", "--no-progress", *extra]
+
+
+def test_rerun_skips_done_and_dry_run_trains_nothing(tmp_path, capsys):
+    exp, _ = write_exp(tmp_path)
+    assert run_sweep(exp, "smoke", tmp_path / "r", dry_run=True) == 0
+    assert capsys.readouterr().out.count(" new ") == 3 and not (tmp_path / "r").exists()
+    assert run_sweep(exp, "smoke", tmp_path / "r", progress=False) == 0
+    before = finals(tmp_path / "r", exp)
+    assert run_sweep(exp, "smoke", tmp_path / "r", progress=False) == 0
+    assert finals(tmp_path / "r", exp) == before
+    for r in load_runs(tmp_path / "r", exp.name, "smoke"):
+        assert len((Path(r["dir"]) / "attempts.jsonl").read_text().splitlines()) == 1
+    table = load_table(tmp_path / "r", exp.name, "smoke")
+    assert len(table) == 3 and {t["optim.lr"] for t in table} == {1e-3, 2e-3, 3e-3}
+    assert all(t["status"] == "completed" and len(t["curve.val_loss"]) == 3 for t in table)
+
+
+def test_sigkill_at_a_random_moment_then_rerun_matches_uninterrupted(tmp_path):
+    exp, f = write_exp(tmp_path, steps=100)
+    run_sweep(exp, "smoke", tmp_path / "ref", progress=False)
+    rng = random.Random(os.environ.get("BSZ_LR_TEST_SEED", "0"))
+    proc = subprocess.Popen(sweep_cmd(f, tmp_path / "cut"), cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Kill once at least one run has started (a random moment within the sweep).
+    deadline = time.time() + 60
+    while not list((tmp_path / "cut").glob("*/smoke/*/metrics.jsonl")) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(rng.uniform(0.0, 2.5))
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert subprocess.run(sweep_cmd(f, tmp_path / "cut"), cwd=REPO, capture_output=True).returncode == 0
+    assert finals(tmp_path / "cut", exp) == finals(tmp_path / "ref", exp)
+    assert all(run_state(r["dir"])[0] == "completed" for r in load_runs(tmp_path / "cut", exp.name, "smoke"))
+
+
+def test_two_runners_never_train_a_run_twice(tmp_path):
+    exp, f = write_exp(tmp_path, grid={"optim.lr": [1e-3, 2e-3, 3e-3, 4e-3]})
+    procs = [subprocess.Popen(sweep_cmd(f, tmp_path / "r"), cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    runs = load_runs(tmp_path / "r", exp.name, "smoke")
+    assert len(runs) == 4 and all(r["state"] == "completed" for r in runs)
+    for r in runs:
+        attempts = (Path(r["dir"]) / "attempts.jsonl").read_text().splitlines()
+        assert len(attempts) == 1, r["dir"]
+        steps = [x["step"] for x in r["metrics"]]
+        assert steps == sorted(set(steps))                      # no line written twice
+    assert all(out.count(": completed") >= 1 for out in outs)  # both did work
+
+
+def test_diverged_and_failed_runs_are_recorded_and_the_sweep_goes_on(tmp_path):
+    exp, _ = write_exp(tmp_path, grid={"optim.lr": [1e30, 3e-3], "data.corpus": ["austen", str(tmp_path / "nope")]})
+    assert run_sweep(exp, "smoke", tmp_path / "r", progress=False) == 1      # some failed
+    table = load_table(tmp_path / "r", exp.name, "smoke")
+    by = {(t["optim.lr"], t["data.corpus"]): t for t in table}
+    assert by[(3e-3, "austen")]["status"] == "completed"
+    assert by[(1e30, "austen")]["status"] == "diverged" and "nan" in by[(1e30, "austen")]["reason"]
+    for lr in (1e30, 3e-3):
+        t = by[(lr, str(tmp_path / "nope"))]
+        assert t["status"] == "failed" and "not a known corpus" in t["reason"]
+    # A re-run retries the failed runs only (they fail again), never the finished ones.
+    assert run_sweep(exp, "smoke", tmp_path / "r", progress=False) == 1
+    att = lambda t: len((Path(t["dir"]) / "attempts.jsonl").read_text().splitlines())
+    assert att(by[(3e-3, "austen")]) == 1 and att(by[(1e30, "austen")]) == 1
+
+
+def test_corrupt_run_is_reported_moved_aside_and_rerun(tmp_path, capsys):
+    exp, _ = write_exp(tmp_path, grid={"optim.lr": [1e-3, 2e-3]})
+    run_sweep(exp, "smoke", tmp_path / "r", progress=False)
+    good = finals(tmp_path / "r", exp)
+    a, b = sorted(good)
+    base = tmp_path / "r" / exp.name / "smoke"
+    m = (base / a / "metrics.jsonl").read_text()
+    (base / a / "metrics.jsonl").write_text(m.replace('"train_loss": ', '"train_loss": 1', 1))
+    (base / b / "config.json").write_text("{ not json")
+    assert run_state(base / a)[0] == "corrupt" and run_state(base / b)[0] == "corrupt"
+    assert load_runs(tmp_path / "r", exp.name, "smoke") == []            # never silently used
+    assert "corrupt" in capsys.readouterr().out
+    assert run_sweep(exp, "smoke", tmp_path / "r", progress=False) == 0
+    assert finals(tmp_path / "r", exp) == good
+    assert len(list(base.glob("*.corrupt-*"))) == 2                     # kept for inspection
+
+
+def test_unreadable_checkpoint_falls_back_to_an_older_one(tiny_cfg, tmp_path):
+    d = tmp_path / "r"
+    train(tiny_cfg, d, progress=False, stop_after=40)     # checkpoints at 20 and 40, status running
+    for p in (d / "ckpt" / "40").rglob("*"):
+        if p.is_file():
+            p.write_bytes(b"garbage")
+    (d / "status.json").unlink()
+    st = train(tiny_cfg, d, progress=False)
+    assert st["status"] == "completed"
+    attempts = [json.loads(x) for x in (d / "attempts.jsonl").read_text().splitlines()]
+    assert attempts[-1]["start_step"] == 20
+    train(tiny_cfg, tmp_path / "ref", progress=False)
+    assert rows(d) == rows(tmp_path / "ref")
+
+
+def test_shards_are_disjoint_and_keep_branches_with_parents(tmp_path):
+    exp, _ = write_exp(tmp_path, grid={"optim.lr": [1e-3, 2e-3, 3e-3, 4e-3, 5e-3]},
+                       extra='BRANCHES = {"at_tokens": [2560, 5120], "fraction": 0.25}\n')
+    specs = plan_runs(exp, "smoke", tmp_path)
+    assert len(specs) == 15
+    parts = [shard(specs, i, 3) for i in range(3)]
+    assert sorted(s.dir for p in parts for s in p) == sorted(s.dir for s in specs)
+    for p in parts:
+        dirs = {s.dir for s in p}
+        assert all(s.parent in dirs for s in p if s.parent is not None)
+
+
+def test_decay_branch_equals_a_full_wsd_run(tmp_path):
+    exp = load_experiment("wsd_branches")
+    assert run_sweep(exp, "smoke", tmp_path / "r", progress=False) == 0
+    runs = load_runs(tmp_path / "r", exp.name, "smoke")
+    branches = [r for r in runs if r["config"]["train"]["init_from"]]
+    parent = next(r for r in runs if not r["config"]["train"]["init_from"])
+    assert len(branches) == 3 and all(b["config"]["train"]["init_from"] == parent["hash"] for b in branches)
+    # The longest branch, trained from scratch as an ordinary WSD run, gives the same numbers.
+    b = max(branches, key=lambda r: r["config"]["train"]["init_tokens"])
+    cfg = apply_overrides(load_run_config(b["dir"]), {"train.init_from": "", "train.init_tokens": 0})
+    train(cfg, tmp_path / "full", progress=False)
+    full = {r["step"]: r for r in rows(tmp_path / "full")}
+    mine = [r for r in rows(b["dir"]) if "train_loss" in r]
+    assert mine and all(r["step"] in full for r in mine)
+    for r in mine:
+        assert r["lr"] == full[r["step"]]["lr"]
+        np.testing.assert_allclose(r["train_loss"], full[r["step"]]["train_loss"], rtol=1e-5)
+    np.testing.assert_allclose(b["status"]["final_val_loss"], json.loads(
+        (tmp_path / "full" / "status.json").read_text())["final_val_loss"], rtol=1e-5)
+    # Post-decay loss falls with the data size D_j.
+    post = sorted((r["config"]["train"]["init_tokens"], r["status"]["final_val_loss"]) for r in branches)
+    assert [v for _, v in post] == sorted([v for _, v in post], reverse=True)
+
+
+def test_branch_refuses_an_incompatible_parent(tmp_path):
+    exp = load_experiment("wsd_branches")
+    specs = plan_runs(exp, "smoke", tmp_path / "r")
+    parent = specs[0]
+    train(parent.cfg, parent.dir, progress=False)
+    bad = apply_overrides(branch_configs(parent.cfg, exp.profiles["smoke"]["branches"])[0], {"optim.lr": 1e-3})
+    with pytest.raises(Exception, match="train.init_from"):
+        train(bad, parent.dir.parent / "bad", progress=False)
+
+
+def test_pinned_worker_processes_share_the_sweep(tmp_path):
+    exp, _ = write_exp(tmp_path, grid={"optim.lr": [1e-3, 2e-3, 3e-3]})
+    assert run_sweep(exp, "smoke", tmp_path / "r", workers=2, progress=False) == 0
+    runs = load_runs(tmp_path / "r", exp.name, "smoke")
+    assert len(runs) == 3 and all(r["state"] == "completed" for r in runs)
+    pids = {json.loads((Path(r["dir"]) / "attempts.jsonl").read_text())["pid"] for r in runs}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
