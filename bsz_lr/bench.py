@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 
 import jax
@@ -62,7 +63,7 @@ def flops_per_token(counts: dict, cfg: Config) -> float:
 
 def measure_model(cfg: Config, corpus, scan_steps: int, chunks: int) -> dict:
     """Steady-state tokens/s of the real jitted train chunk (compile excluded)."""
-    init_state, train_chunk, _ = compiled_fns(cfg.model, dataclasses.replace(cfg.optim, lr=1.0))
+    init_state, train_chunk, _, _ = compiled_fns(cfg.model, dataclasses.replace(cfg.optim, lr=1.0))
     state = init_state(0)
     sched = BatchSchedule.from_config(cfg)
     batches = np.stack([batch_at(corpus.train, 0, s, sched) for s in range(scan_steps)])
@@ -78,6 +79,87 @@ def measure_model(cfg: Config, corpus, scan_steps: int, chunks: int) -> dict:
     counts = param_counts(state.params, cfg.model)
     return {"params": counts["total"], "tokens_per_s": tokens / dt,
             "gflops": tokens * flops_per_token(counts, cfg) / dt / 1e9}
+
+
+# ---------------------------------------------------------------------------
+# Sweep throughput: R runs of one shape, one after another vs pinned worker processes vs vmap.
+
+def _sweep_cfg() -> Config:
+    return apply_overrides(Config(), BENCH_MODELS[0][1])
+
+
+def _run_sequential(cfg, corpus, lrs, k, chunks) -> float:
+    f = compiled_fns(cfg.model, dataclasses.replace(cfg.optim, lr=1.0))
+    sched = BatchSchedule.from_config(cfg)
+    batches = np.stack([batch_at(corpus.train, 0, s, sched) for s in range(k)])
+    jax.block_until_ready(f.train_chunk(f.init_state(0), batches, np.full(k, 1e-3, np.float32)))  # compile
+    t = time.perf_counter()
+    for lr in lrs:
+        state = f.init_state(0)
+        for _ in range(chunks):
+            state, m = f.train_chunk(state, batches, np.full(k, lr, np.float32))
+        jax.block_until_ready(m)
+    return time.perf_counter() - t
+
+
+def _run_vmap(cfg, corpus, lrs, k, chunks) -> float:
+    from .train import replicated_fns
+    f = replicated_fns(cfg.model, dataclasses.replace(cfg.optim, lr=1.0))
+    sched = BatchSchedule.from_config(cfg)
+    batches = np.stack([batch_at(corpus.train, 0, s, sched) for s in range(k)])
+    lr_RxK = np.repeat(np.asarray(lrs, np.float32)[:, None], k, axis=1)
+    jax.block_until_ready(f.train_chunk(f.init_state([0] * len(lrs)), batches, lr_RxK))        # compile
+    t = time.perf_counter()
+    state = f.init_state([0] * len(lrs))
+    for _ in range(chunks):
+        state, m = f.train_chunk(state, batches, lr_RxK)
+    jax.block_until_ready(m)
+    return time.perf_counter() - t
+
+
+def _worker(core, lrs, k, chunks, barrier, out):
+    os.sched_setaffinity(0, {core})
+    enable_compilation_cache()
+    cfg = _sweep_cfg()
+    corpus = load_corpus(cfg.data, cfg.model.vocab_size)
+    _run_sequential(cfg, corpus, lrs[:1], k, 1)      # compile and warm up before the clock starts
+    barrier.wait()
+    out.put(_run_sequential(cfg, corpus, lrs, k, chunks))
+
+
+def _run_workers(lrs, k, chunks, n_workers) -> float:
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(n_workers), ctx.Queue()
+    cores = sorted(os.sched_getaffinity(0))
+    parts = [lrs[i::n_workers] for i in range(n_workers)]
+    procs = [ctx.Process(target=_worker, args=(cores[i % len(cores)], parts[i], k, chunks, barrier, out))
+             for i in range(n_workers)]
+    for p in procs:
+        p.start()
+    times = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return max(times)
+
+
+def sweep_throughput(quick: bool) -> list[dict]:
+    cfg = _sweep_cfg()
+    corpus = load_corpus(cfg.data, cfg.model.vocab_size)
+    lrs, k = [1e-3, 2e-3, 3e-3, 4e-3], 10
+    chunks = 2 if quick else 15
+    tokens = len(lrs) * chunks * k * cfg.data.batch_size * cfg.data.seq_len
+    n_workers = len(os.sched_getaffinity(0))
+    rows = []
+    for name, fn in [("one after another (1 process)", lambda: _run_sequential(cfg, corpus, lrs, k, chunks)),
+                     (f"{n_workers} pinned worker processes", lambda: _run_workers(lrs, k, chunks, n_workers)),
+                     (f"jax.vmap over {len(lrs)} LRs (1 program)", lambda: _run_vmap(cfg, corpus, lrs, k, chunks))]:
+        dt = fn()
+        rows.append({"mode": name, "tokens_per_s": tokens / dt})
+    base = rows[0]["tokens_per_s"]
+    for r in rows:
+        r["speedup"] = r["tokens_per_s"] / base
+    return rows
 
 
 def main(quick: bool = False) -> int:
@@ -101,5 +183,9 @@ def main(quick: bool = False) -> int:
             rows.append(r)
             print(f"{name:8} {r['params']:>9,} {r['T']:>4} {r['B']:>3} {k:>4} {r['tokens_per_s']:>10,.0f} "
                   f"{r['gflops']:>8.1f} {r['pct_ceiling']:>8.1f}%", flush=True)
-    print(json.dumps({"ceiling_gflops": ceiling["gflops"], "rows": rows}))
+    print(f"\nsweep of 4 LRs, model tiny (T=128, B=32, scan 10), steady state:")
+    sweep = sweep_throughput(quick)
+    for r in sweep:
+        print(f"  {r['mode']:40} {r['tokens_per_s']:>10,.0f} tokens/s  {r['speedup']:.2f}x", flush=True)
+    print(json.dumps({"ceiling_gflops": ceiling["gflops"], "rows": rows, "sweep": sweep}))
     return 0

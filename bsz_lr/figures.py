@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Callable
 
 import matplotlib
+import matplotlib.ticker
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -62,6 +64,57 @@ def tiny_lm_loss(runs: list[dict]):
     ax.set_title("Tiny LM on Jane Austen (WSD, 1-sqrt decay)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    return fig
+
+
+def _si(x: float) -> str:
+    for div, suf in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if x >= div:
+            return f"{x / div:.3g}{suf}"
+    return f"{x:g}"
+
+
+def _val_curve(run: dict):
+    pts = [(x["tokens"], x["val_loss"]) for x in run["metrics"] if "val_loss" in x and x["tokens"] > 0]
+    return list(zip(*pts)) if pts else ([], [])
+
+
+@figure("wsd_branches", experiment="wsd_branches")
+def wsd_branches(runs: list[dict]):
+    """(a) a stable run and its decay branches; (b) post-decay loss vs data with the Eq. 4 fit."""
+    from .laws import FitError, fit_power_law
+    parents = [r for r in runs if not r["config"]["train"]["init_from"]]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
+    for p in parents:
+        ax.plot(*_val_curve(p), color="0.4", lw=1.5, label="stable (constant LR)")
+        kids = sorted((r for r in runs if r["config"]["train"]["init_from"] == p["hash"]),
+                      key=lambda r: r["config"]["train"]["init_tokens"])
+        cmap = plt.get_cmap("viridis")
+        D, L = [], []
+        for i, k in enumerate(kids):
+            c = cmap(i / max(1, len(kids) - 1))
+            d0 = k["config"]["train"]["init_tokens"]
+            ax.plot(*_val_curve(k), color=c, lw=1.5, label=f"decay from {_si(d0)} tokens")
+            D.append(k["status"]["tokens"])
+            L.append(k["status"]["final_val_loss"])
+            bx.plot(D[-1], L[-1], "o", color=c)
+        try:
+            fit = fit_power_law(D, L)
+            xs = np.geomspace(min(D) / 1.5, max(D) * 3, 100)
+            bx.plot(xs, fit(xs), "--", color="0.3",
+                    label=f"$L_0 + A D^{{-\\gamma}}$: $L_0$={fit.L0:.3f}, $\\gamma$={fit.gamma:.2f}")
+        except FitError as e:
+            bx.text(0.05, 0.05, f"no fit: {e}", transform=bx.transAxes, fontsize=8)
+    for a in (ax, bx):
+        a.set_xscale("log")
+        a.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        a.grid(alpha=0.3)
+        a.set_xlabel("training tokens D")
+        a.legend(fontsize=8)
+    ax.set_ylabel("held-out loss (nats/byte)")
+    ax.set_title("(a) WSD decay branches off one stable run")
+    bx.set_ylabel("post-decay held-out loss")
+    bx.set_title("(b) post-decay loss vs data (Eq. 4 fit)")
     return fig
 
 

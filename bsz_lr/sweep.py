@@ -248,6 +248,7 @@ def run_sweep(exp: Experiment, profile: str, root: Path, *, workers: int = 1, sh
                   + (f"  ({reason})" if reason else ""))
         return 0
     from tqdm.auto import tqdm
+    t0 = time.time()
     todo = sum(run_state(s.dir)[0] not in DONE for s in specs)
     bar = tqdm(total=len(specs), initial=len(specs) - todo, unit="run", desc=f"{exp.name}/{profile}",
                disable=not progress, position=0, dynamic_ncols=True)
@@ -281,5 +282,6 @@ def run_sweep(exp: Experiment, profile: str, root: Path, *, workers: int = 1, sh
     bar.close()
     states = [run_state(s.dir)[0] for s in specs]
     summary = {k: states.count(k) for k in sorted(set(states))}
-    print(f"{exp.name}/{profile}: " + ", ".join(f"{v} {k}" for k, v in summary.items()), flush=True)
+    print(f"{exp.name}/{profile}: " + ", ".join(f"{v} {k}" for k, v in summary.items())
+          + f" ({todo} trained in {time.time() - t0:.0f} s with {workers} worker(s))", flush=True)
     return 1 if summary.get("failed") else 0

@@ -23,6 +23,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import flax
 import jax
@@ -70,9 +71,16 @@ def loss_fn(model: Transformer, params, batch_BxT1):
     return total, (ce, aux)
 
 
+class StepFns(NamedTuple):
+    init_state: Callable      # seed -> TrainState
+    train_chunk: Callable     # (state, batches_KxBxT1, lrs_K) -> (state, metrics_K), jitted
+    eval_batch: Callable      # (params, batch_BxT1) -> mean cross-entropy, jitted
+    raw_chunk: Callable | None  # train_chunk before jit (for vmap)
+
+
 @functools.lru_cache(maxsize=32)
 def compiled_fns(model_cfg: ModelConfig, optim_cfg: OptimConfig):
-    """(init_state, train_chunk, eval_batch) for one model/optimizer shape, jitted once per process."""
+    """StepFns for one model/optimizer shape, jitted once per process (LR and schedule are inputs)."""
     model = Transformer(model_cfg)
     abstract = jax.eval_shape(lambda: init_params(model_cfg, jax.random.key(0)))
     optimizer = build_optimizer(optim_cfg, abstract, model_cfg)
@@ -91,17 +99,37 @@ def compiled_fns(model_cfg: ModelConfig, optim_cfg: OptimConfig):
         metrics = {"loss": ce, "grad_norm": optax.tree.norm(grads), "lb_loss": aux["lb_loss"]}
         return TrainState(state.step + 1, params, opt_state), metrics
 
-    donate = () if jax.default_backend() == "cpu" else (0,)
-
-    @functools.partial(jax.jit, donate_argnums=donate)
-    def train_chunk(state, batches_KxBxT1, lrs_K):
+    def chunk(state, batches_KxBxT1, lrs_K):
         return jax.lax.scan(one_step, state, (batches_KxBxT1, lrs_K))
 
-    @jax.jit
+    donate = () if jax.default_backend() == "cpu" else (0,)
+
     def eval_batch(params, batch_BxT1):
         return loss_fn(model, params, batch_BxT1)[1][0]
 
-    return init_state, train_chunk, eval_batch
+    return StepFns(init_state, jax.jit(chunk, donate_argnums=donate), jax.jit(eval_batch), chunk)
+
+
+@functools.lru_cache(maxsize=8)
+def replicated_fns(model_cfg: ModelConfig, optim_cfg: OptimConfig):
+    """The same steps vmapped over R replicas (LRs and/or seeds) in one compiled program.
+
+    train_chunk(states_R, batches_KxBxT1 | batches_RxKxBxT1, lrs_RxK): a batch shared by all
+    replicas (LR sweep on one data order) or one per replica (seeds).  Pays on accelerators;
+    slower than one-after-another on a 2-core CPU (see `make bench`).
+    """
+    f = compiled_fns(model_cfg, optim_cfg)
+    donate = () if jax.default_backend() == "cpu" else (0,)
+    shared = jax.jit(jax.vmap(f.raw_chunk, in_axes=(0, None, 0)), donate_argnums=donate)
+    own = jax.jit(jax.vmap(f.raw_chunk, in_axes=(0, 0, 0)), donate_argnums=donate)
+
+    def init_states(seeds):
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *[f.init_state(int(s)) for s in seeds])
+
+    def train_chunk(states, batches, lrs_RxK):
+        return (shared if batches.ndim == 3 else own)(states, batches, lrs_RxK)
+
+    return StepFns(init_states, train_chunk, jax.jit(jax.vmap(f.eval_batch, in_axes=(0, None))), None)
 
 
 # ---------------------------------------------------------------------------
@@ -274,7 +302,7 @@ def train(cfg: Config, run_dir, *, stop_after: int | None = None, progress: bool
         write_json_atomic(cfg_path, cfg.to_dict())
 
     val = data_lib.val_batches(corpus.val, cfg.data.seq_len, t.eval_tokens, cfg.data.batch_size)
-    init_state, train_chunk, eval_batch = compiled_fns(cfg.model, dataclasses.replace(cfg.optim, lr=1.0))
+    init_state, train_chunk, eval_batch, _ = compiled_fns(cfg.model, dataclasses.replace(cfg.optim, lr=1.0))
 
     mngr = _manager(run_dir / "ckpt", t.keep_checkpoints, p.keep_steps)
     abstract = jax.eval_shape(init_state, t.seed)

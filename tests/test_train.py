@@ -103,3 +103,22 @@ def test_moe_model_trains_and_logs_balance_loss(tiny_cfg, tmp_path):
     assert st["params"]["active"] < st["params"]["total"]
     lb = [r["lb_loss"] for r in rows(tmp_path / "moe") if "lb_loss" in r]
     assert lb and all(np.isfinite(lb)) and all(0 < x < 4 for x in lb)   # E*sum(f*P): 1 when balanced, E at worst
+
+
+def test_vmapped_replicas_match_separate_runs(tiny_cfg):
+    import dataclasses
+
+    from bsz_lr.data import batch_at, load_corpus
+    from bsz_lr.schedules import BatchSchedule
+    from bsz_lr.train import replicated_fns
+    opt = dataclasses.replace(tiny_cfg.optim, lr=1.0)
+    single, multi = compiled_fns(tiny_cfg.model, opt), replicated_fns(tiny_cfg.model, opt)
+    corpus = load_corpus(tiny_cfg.data, 256)
+    sched = BatchSchedule.from_config(tiny_cfg)
+    batches = np.stack([batch_at(corpus.train, 0, s, sched) for s in range(10)])
+    lrs = np.array([[1e-3] * 10, [5e-3] * 10], np.float32)
+    _, m_R = multi.train_chunk(multi.init_state([0, 1]), batches, lrs)
+    for r, seed in enumerate([0, 1]):
+        _, m = single.train_chunk(single.init_state(seed), batches, lrs[r])
+        np.testing.assert_allclose(m_R["loss"][r], m["loss"], rtol=2e-5)
+    assert not np.allclose(m_R["loss"][0], m_R["loss"][1])
