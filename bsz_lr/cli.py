@@ -39,7 +39,7 @@ def _experiment(args) -> int:
         raise ConfigError(f"--shard: expected i/n with 0 <= i < n, got {args.shard!r}") from None
     workers = len(os.sched_getaffinity(0)) if args.workers == "auto" else int(args.workers)
     return run_sweep(exp, profile, Path(args.runs), workers=workers, shard_spec=(i, n),
-                     progress=not args.no_progress, dry_run=args.dry_run)
+                     progress=not args.no_progress, dry_run=args.dry_run, vmap=args.vmap)
 
 
 def _figures(args) -> int:
@@ -84,6 +84,8 @@ def main(argv=None) -> int:
     e.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")
     e.add_argument("--no-progress", action="store_true")
     e.add_argument("--workers", default="auto", help="worker processes, each pinned to a core (default: one per core)")
+    e.add_argument("--vmap", type=int, default=1,
+                   help="train up to this many runs differing only in LR / seed as one vmapped program")
     e.add_argument("--shard", default="0/1", help="i/n: run only this disjoint slice (e.g. a SLURM array task)")
     e.set_defaults(fn=_experiment)
 

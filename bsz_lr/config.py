@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "ConfigError", "ModelConfig", "OptimConfig", "ScheduleConfig", "DataConfig",
     "TrainConfig", "Config", "SIZES", "model_size", "apply_overrides",
-    "config_hash", "from_dict",
+    "config_hash", "from_dict", "replica_key",
 ]
 
 
@@ -386,6 +386,12 @@ def from_dict(d: dict) -> Config:
                 flat[prefix + k] = v
     walk("", d)
     return apply_overrides(Config(), flat)
+
+
+def replica_key(cfg: Config) -> Config:
+    """Runs with equal keys can train together as vmapped replicas: they differ only in LR / init seed."""
+    return dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr=1.0),
+                               train=dataclasses.replace(cfg.train, seed=0))
 
 
 def config_hash(cfg: Config, length: int = 12) -> str:

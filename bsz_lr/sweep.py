@@ -36,11 +36,12 @@ import time
 import traceback
 from pathlib import Path
 
-from .config import Config, ConfigError, apply_overrides, config_hash
+from .config import Config, ConfigError, apply_overrides, config_hash, replica_key
 from .schedules import BatchSchedule
 from .store import DONE, RunLock, checkpoint_steps, quarantine, run_state, write_json_atomic
 
-__all__ = ["Experiment", "load_experiment", "expand", "plan_runs", "RunSpec", "run_sweep", "worker_loop", "branch_configs", "shard"]
+__all__ = ["Experiment", "load_experiment", "expand", "plan_runs", "RunSpec", "run_sweep", "worker_loop", "branch_configs", "shard",
+           "group_units"]
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
 
@@ -169,64 +170,98 @@ def _parent_gate(spec: RunSpec) -> str:
     return "wait"
 
 
-def _train_one(spec: RunSpec, log, progress: bool, position: int) -> str:
-    from .train import enable_compilation_cache, train
+def _train_unit(unit: list[RunSpec], log, progress: bool, position: int) -> list[str]:
+    """Train one run, or several as vmapped replicas; failures are recorded, never raised."""
+    from .train import enable_compilation_cache, train_group
     enable_compilation_cache()
-    state, reason = run_state(spec.dir)
-    if state == "corrupt":
-        moved = quarantine(spec.dir, reason)
-        log(f"{spec.dir.name}: corrupt ({reason}); moved to {moved.name}, training afresh")
+    for spec in unit:
+        state, reason = run_state(spec.dir)
+        if state == "corrupt":
+            moved = quarantine(spec.dir, reason)
+            log(f"{spec.dir.name}: corrupt ({reason}); moved to {moved.name}, training afresh")
     try:
-        st = train(spec.cfg, spec.dir, progress=progress, position=position)
+        sts = train_group([s.cfg for s in unit], [s.dir for s in unit], progress=progress, position=position)
     except Exception as e:  # recorded; the sweep goes on
         reason = f"{type(e).__name__}: {e}"
-        log(f"{spec.dir.name}: failed: {reason}\n{traceback.format_exc(limit=3)}")
-        if (run_state(spec.dir)[0]) != "failed":
-            _record_failure(spec, reason)
-        return "failed"
-    return st["status"]
+        log(f"{unit[0].dir.name}{' +' if len(unit) > 1 else ''}: failed: {reason}\n"
+            f"{traceback.format_exc(limit=3)}")
+        for spec in unit:
+            if run_state(spec.dir)[0] != "failed":
+                _record_failure(spec, reason)
+        return ["failed"] * len(unit)
+    return [st["status"] for st in sts]
 
 
-def worker_loop(specs: list[RunSpec], wid: int = 0, *, core: int | None = None, events=None,
+def _claim(unit: list[RunSpec]) -> list[RunLock] | None:
+    locks = []
+    for spec in unit:
+        lock = RunLock(spec.dir)
+        if not lock.acquire():
+            for held in locks:
+                held.release()
+            return None
+        locks.append(lock)
+    return locks
+
+
+def worker_loop(units: list[list[RunSpec]], wid: int = 0, *, core: int | None = None, events=None,
                 progress: bool = True, poll: float = 0.5) -> None:
-    """Train every claimable run of `specs`; wait for branches whose parent is still training."""
+    """Train every claimable unit (a run, or a group of vmapped replicas); wait for branches' parents."""
     if core is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {core})
     emit = events.put if events is not None else (lambda e: print(*e, flush=True))
     log = lambda msg: emit(("log", wid, msg))
-    pending = list(specs)
+    pending = [list(u) for u in units]
     while pending:
         progressed = False
-        for spec in list(pending):
-            state, _ = run_state(spec.dir)
-            if state in DONE:
-                pending.remove(spec)
+        for unit in list(pending):
+            unit[:] = [s for s in unit if run_state(s.dir)[0] not in DONE]
+            if not unit:
+                pending.remove(unit)
                 continue
-            gate = _parent_gate(spec)
-            if gate == "wait":
+            gates = [_parent_gate(s) for s in unit]
+            if "wait" in gates:
                 continue
-            lock = RunLock(spec.dir)
-            if not lock.acquire():
+            locks = _claim(unit)
+            if locks is None:
                 continue                       # another process is training it
             try:
-                state, _ = run_state(spec.dir)  # re-check under the lock
-                if state in DONE:
-                    result = None
-                elif gate != "ready":
-                    _record_failure(spec, gate)
-                    result = "failed"
-                else:
-                    emit(("start", wid, spec.dir.name))
-                    result = _train_one(spec, log, progress, wid + 1)
+                todo = [s for s in unit if run_state(s.dir)[0] not in DONE]   # re-check under the locks
+                blocked = [(s, g) for s, g in zip(unit, gates) if g != "ready" and s in todo]
+                for s, g in blocked:
+                    _record_failure(s, g)
+                    emit(("done", wid, f"{s.dir.name}: failed ({g})"))
+                todo = [s for s in todo if s not in {b for b, _ in blocked}]
+                if todo:
+                    emit(("start", wid, todo[0].dir.name))
+                    for s, result in zip(todo, _train_unit(todo, log, progress, wid + 1)):
+                        emit(("done", wid, f"{s.dir.name}: {result}"))
             finally:
-                lock.release()
-            pending.remove(spec)
+                for lock in locks:
+                    lock.release()
+            pending.remove(unit)
             progressed = True
-            if result is not None:
-                emit(("done", wid, f"{spec.dir.name}: {result}"))
-            break                              # re-scan from the longest pending run
+            break                              # re-scan from the longest pending unit
         if pending and not progressed:
             time.sleep(poll)                   # runs held by other processes, or branches waiting
+
+
+def group_units(specs: list[RunSpec], vmap: int) -> list[list[RunSpec]]:
+    """Units of work: single runs, or up to `vmap` new runs that differ only in LR / seed."""
+    if vmap <= 1:
+        return [[s] for s in specs]
+    units, groups = [], {}
+    for s in specs:
+        if s.parent is not None or run_state(s.dir)[0] != "new":
+            units.append([s])
+            continue
+        key = replica_key(s.cfg)
+        if key not in groups or len(groups[key]) == vmap:
+            groups[key] = [s]
+            units.append(groups[key])
+        else:
+            groups[key].append(s)
+    return units
 
 
 class _Direct:
@@ -237,8 +272,12 @@ class _Direct:
 
 
 def run_sweep(exp: Experiment, profile: str, root: Path, *, workers: int = 1, shard_spec=(0, 1),
-              dry_run: bool = False, progress: bool = True, pin: bool = True) -> int:
-    """Run (or list) a profile's runs; returns 1 if any run failed, else 0."""
+              dry_run: bool = False, progress: bool = True, pin: bool = True, vmap: int = 1) -> int:
+    """Run (or list) a profile's runs; returns 1 if any run failed, else 0.
+
+    vmap > 1 trains up to that many new runs differing only in LR / init seed as one vmapped
+    program (pays on accelerators; slower on a 2-core CPU, see `make bench`).
+    """
     specs = shard(plan_runs(exp, profile, root), *shard_spec)
     if dry_run:
         for s in specs:
@@ -253,7 +292,8 @@ def run_sweep(exp: Experiment, profile: str, root: Path, *, workers: int = 1, sh
     bar = tqdm(total=len(specs), initial=len(specs) - todo, unit="run", desc=f"{exp.name}/{profile}",
                disable=not progress, position=0, dynamic_ncols=True)
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(workers))
-    workers = max(1, min(workers, todo))
+    units = group_units(specs, vmap)
+    workers = max(1, min(workers, todo, len(units)))
     def handle(e):
         if e[0] == "done":
             bar.update(1)
@@ -262,11 +302,11 @@ def run_sweep(exp: Experiment, profile: str, root: Path, *, workers: int = 1, sh
             bar.write(f"[worker {e[1]}] {e[2]}", file=sys.stderr)
 
     if workers == 1:
-        worker_loop(specs, 0, events=_Direct(handle), progress=progress)
+        worker_loop(units, 0, events=_Direct(handle), progress=progress)
     else:
         ctx = mp.get_context("spawn")          # JAX and fork do not mix
         q = ctx.Queue()
-        procs = [ctx.Process(target=worker_loop, args=(specs, i),
+        procs = [ctx.Process(target=worker_loop, args=(units, i),
                              kwargs=dict(core=cores[i % len(cores)] if pin else None, events=q,
                                          progress=progress), daemon=True)
                  for i in range(workers)]

@@ -32,13 +32,13 @@ import numpy as np
 import optax
 
 from . import data as data_lib
-from .config import Config, ConfigError, OptimConfig, ModelConfig, from_dict
+from .config import Config, ConfigError, ModelConfig, OptimConfig, from_dict, replica_key
 from .model import Transformer, init_params, param_counts
 from .optim import build_optimizer, set_lr
 from .schedules import BatchSchedule, lr_factor
 from .store import DONE, metrics_sha256, read_status, record_attempt, write_json_atomic
 
-__all__ = ["TrainState", "train", "RunPlan", "plan", "loss_fn", "compiled_fns", "write_json_atomic",
+__all__ = ["TrainState", "train", "train_group", "replicated_fns", "RunPlan", "plan", "loss_fn", "compiled_fns", "write_json_atomic",
            "read_status", "enable_compilation_cache"]
 
 logging.getLogger("absl").setLevel(logging.ERROR)
@@ -262,10 +262,6 @@ def _branch_start(cfg: Config, p: RunPlan, run_dir: Path, abstract):
 
 
 # ---------------------------------------------------------------------------
-class _Diverged(Exception):
-    pass
-
-
 def _read_metrics(path: Path, upto: int) -> list[dict]:
     if not path.exists():
         return []
@@ -281,6 +277,105 @@ def _read_metrics(path: Path, upto: int) -> list[dict]:
     return rows
 
 
+class _Run:
+    """The files of one run while it trains: config check, metrics lines, status, checkpoints."""
+
+    def __init__(self, cfg: Config, p: RunPlan, run_dir: Path):
+        self.cfg, self.p, self.dir = cfg, p, Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        cfg_path = self.dir / "config.json"
+        if cfg_path.exists():
+            if json.loads(cfg_path.read_text()) != json.loads(json.dumps(cfg.to_dict())):
+                raise ConfigError(f"run dir {self.dir} holds a different config; choose another directory")
+        else:
+            write_json_atomic(cfg_path, cfg.to_dict())
+        self.mngr = _manager(self.dir / "ckpt", cfg.train.keep_checkpoints, p.keep_steps)
+        self.metrics_path = self.dir / "metrics.jsonl"
+        self.by_step: dict[int, dict] = {}
+        self.diverged: str | None = None
+        self.initial_loss = None
+        self.elapsed0 = 0.0
+
+    def restore(self, abstract, step=None):
+        return _restore(self.mngr, abstract, step, log=lambda m: print(f"{self.dir}: {m}", file=sys.stderr))
+
+    def begin(self, start: int, meta: dict, counts: dict) -> None:
+        """Drop metrics past the restored step, note the attempt, mark the run running."""
+        self.initial_loss, self.elapsed0 = meta["initial_loss"], float(meta["elapsed"])
+        rows = _read_metrics(self.metrics_path, start)
+        with open(self.metrics_path, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        self.out = open(self.metrics_path, "a")
+        record_attempt(self.dir, start)
+        self.status = {"status": "running", "step": start, "total_steps": self.p.total_steps,
+                       "total_tokens": self.p.total_tokens, "params": counts}
+        write_json_atomic(self.dir / "status.json", self.status)
+
+    def flush(self, s0: int, n: int, m: dict, val, wall: float, tokens_per_s: float) -> float | None:
+        """Write one chunk's lines; on divergence record it and return None, else the last train loss."""
+        if self.diverged:
+            return None
+        p, t = self.p, self.cfg.train
+        loss_K = np.asarray(m["loss"], np.float64)
+        if self.initial_loss is None and n:
+            self.initial_loss = float(loss_K[0])
+        bad = ~np.isfinite(loss_K) | (loss_K > t.diverge_factor * (self.initial_loss or np.inf))
+        if bad.any():
+            i = int(np.argmax(bad))
+            self.diverged = (f"train loss {loss_K[i]:.4g} at step {s0 + i + 1} "
+                             f"(limit {t.diverge_factor} x initial {self.initial_loss:.4g})")
+            return None
+        lrs, last = p.lrs(s0, n), None
+        for i in range(n):
+            s = s0 + i + 1
+            if s % t.log_every == 0 or s == p.total_steps:
+                sl = slice(max(s0, s - t.log_every) - s0, i + 1)
+                row = {"step": s, "tokens": p.batch.tokens_before(s), "lr": float(lrs[i]),
+                       "batch_size": p.batch.batch_at(s - 1), "train_loss": float(loss_K[sl].mean()),
+                       "grad_norm": float(np.mean(m["grad_norm"][sl])),
+                       "wall_time": round(self.elapsed0 + wall, 3), "tokens_per_s": round(tokens_per_s, 1)}
+                if self.cfg.model.ffn == "moe":
+                    row["lb_loss"] = float(np.mean(m["lb_loss"][sl]))
+                self.by_step[s] = row
+                last = row["train_loss"]
+        if val is not None:
+            s = s0 + n
+            row = self.by_step.setdefault(s, {"step": s, "tokens": p.batch.tokens_before(s),
+                                              "wall_time": round(self.elapsed0 + wall, 3)})
+            row["val_loss"] = float(val)
+        for s in sorted(self.by_step):
+            self.out.write(json.dumps(self.by_step.pop(s)) + "\n")
+        self.out.flush()
+        return last
+
+    def save(self, state, step: int, wall: float) -> None:
+        if not self.diverged:
+            p = self.p
+            _save(self.mngr, state, {"step": step, "tokens": p.batch.tokens_before(step),
+                                     "sequences": p.batch.sequences_before(step),
+                                     "elapsed": self.elapsed0 + wall, "initial_loss": self.initial_loss})
+
+    def finish(self, step: int, wall: float, error: str | None = None) -> dict:
+        self.mngr.wait_until_finished()
+        self.mngr.close()
+        self.out.close()
+        st = self.status
+        if error:
+            st.update(status="failed", reason=error, step=step)
+        elif self.diverged:
+            st.update(status="diverged", reason=self.diverged, step=step)
+        else:
+            st.update(status="completed" if step >= self.p.total_steps else "running", step=step)
+        rows = _read_metrics(self.metrics_path, 10 ** 18)
+        final = lambda k: next((r[k] for r in reversed(rows) if k in r), None)
+        st.update(tokens=self.p.batch.tokens_before(st["step"]), final_train_loss=final("train_loss"),
+                  final_val_loss=final("val_loss"), wall_time=round(self.elapsed0 + wall, 3))
+        if st["status"] in DONE:
+            st["metrics_sha256"] = metrics_sha256(self.dir)
+        write_json_atomic(self.dir / "status.json", st)
+        return st
+
+
 def train(cfg: Config, run_dir, *, stop_after: int | None = None, progress: bool = True,
           position: int | None = None) -> dict:
     """Train (or resume) the run in `run_dir`; returns the final status dict.
@@ -288,143 +383,109 @@ def train(cfg: Config, run_dir, *, stop_after: int | None = None, progress: bool
     `stop_after` ends the loop after that many total steps without a final checkpoint,
     as a kill would (used to test resumption).
     """
-    run_dir = Path(run_dir)
-    p = plan(cfg)
-    t = cfg.train
+    return train_group([cfg], [run_dir], stop_after=stop_after, progress=progress, position=position)[0]
+
+
+def _start_states(runs: list[_Run], fns, single_init, seeds):
+    """(state, meta per run): restored at the newest step all runs share, a branch start, or fresh."""
+    abstract = jax.eval_shape(single_init, seeds[0])
+    if len(runs) == 1:
+        r = runs[0]
+        state, meta = r.restore(abstract)
+        if state is None and r.cfg.train.init_from:
+            state, meta = _branch_start(r.cfg, r.p, r.dir, abstract)
+        elif state is None:
+            state, meta = single_init(seeds[0]), None
+        return state, [meta]
+    common = set.intersection(*(set(r.mngr.all_steps()) for r in runs))
+    if common:
+        got = [r.restore(abstract, max(common)) for r in runs]
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *[g[0] for g in got]), [g[1] for g in got]
+    return fns.init_state(seeds), [None] * len(runs)
+
+
+def train_group(cfgs: list[Config], run_dirs, *, stop_after: int | None = None, progress: bool = True,
+                position: int | None = None) -> list[dict]:
+    """Train runs that differ only in LR / init seed together, vmapped in one compiled program.
+
+    One run is the plain (un-vmapped) case.  Each run keeps its own directory, metrics,
+    checkpoints and status, exactly as if trained alone; a diverged replica is recorded and
+    the others go on.
+    """
+    R = len(cfgs)
+    if R > 1 and (len({replica_key(c) for c in cfgs}) > 1 or any(c.train.init_from for c in cfgs)):
+        raise ConfigError("train_group: runs must differ only in optim.lr and train.seed (and not be branches)")
+    plans = [plan(c) for c in cfgs]
+    cfg, p, t = cfgs[0], plans[0], cfgs[0].train
     corpus = data_lib.load_corpus(cfg.data, cfg.model.vocab_size)   # bad data fails before anything is written
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg_path = run_dir / "config.json"
-    if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
-        if old != json.loads(json.dumps(cfg.to_dict())):
-            raise ConfigError(f"run dir {run_dir} holds a different config; choose another directory")
-    else:
-        write_json_atomic(cfg_path, cfg.to_dict())
-
+    runs = [_Run(c, pl, d) for c, pl, d in zip(cfgs, plans, run_dirs)]
     val = data_lib.val_batches(corpus.val, cfg.data.seq_len, t.eval_tokens, cfg.data.batch_size)
-    init_state, train_chunk, eval_batch, _ = compiled_fns(cfg.model, dataclasses.replace(cfg.optim, lr=1.0))
+    opt = dataclasses.replace(cfg.optim, lr=1.0)
+    single = compiled_fns(cfg.model, opt)
+    fns = single if R == 1 else replicated_fns(cfg.model, opt)
+    seeds = [c.train.seed for c in cfgs]
+    state, metas = _start_states(runs, fns, single.init_state, seeds)
+    metas = [m or {"step": 0, "elapsed": 0.0, "initial_loss": None} for m in metas]
+    start = int(metas[0]["step"])
+    one = state if R == 1 else jax.tree.map(lambda x: x[0], state)
+    counts = param_counts(one.params, cfg.model)
+    for r, meta in zip(runs, metas):
+        r.begin(start, meta, counts)
 
-    mngr = _manager(run_dir / "ckpt", t.keep_checkpoints, p.keep_steps)
-    abstract = jax.eval_shape(init_state, t.seed)
-    state, meta = _restore(mngr, abstract, log=lambda m: print(f"{run_dir}: {m}", file=sys.stderr))
-    if state is None and t.init_from:
-        state, meta = _branch_start(cfg, p, run_dir, abstract)
-    elif state is None:
-        state, meta = init_state(t.seed), {"step": 0, "elapsed": 0.0, "initial_loss": None}
-    start = int(meta["step"])
-    metrics_path = run_dir / "metrics.jsonl"
-    rows = _read_metrics(metrics_path, start)
-    with open(metrics_path, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    record_attempt(run_dir, start)
-
-    counts = param_counts(state.params, cfg.model)
-    status = {"status": "running", "step": start, "total_steps": p.total_steps,
-              "total_tokens": p.total_tokens, "params": counts}
-    write_json_atomic(run_dir / "status.json", status)
-
+    pick = (lambda tree, i: tree) if R == 1 else (lambda tree, i: jax.tree.map(lambda x: x[i], tree))
     end = min(p.total_steps, stop_after) if stop_after is not None else p.total_steps
-    elapsed0, t0 = float(meta["elapsed"]), time.perf_counter()
-    initial_loss = meta["initial_loss"]
-    last = {"train_loss": None}
+    t0 = time.perf_counter()
     rate_mark = [t0, p.batch.tokens_before(start)]
-    by_step: dict[int, dict] = {}
 
     def evaluate(params):
-        return [eval_batch(params, b) for b in val]   # async; averaged when flushed
+        return [fns.eval_batch(params, b) for b in val]   # async; averaged when flushed
 
-    def flush(item, out):
-        """Fetch one chunk's metrics, check divergence, write its lines."""
-        nonlocal initial_loss
-        s0, n, m, vals = item
+    def flush(s0, n, m, vals):
         m = jax.device_get(m)
-        wall = elapsed0 + time.perf_counter() - t0
-        loss_K = np.asarray(m["loss"], np.float64)
-        if initial_loss is None and n:
-            initial_loss = float(loss_K[0])
-        bad = ~np.isfinite(loss_K) | (loss_K > t.diverge_factor * (initial_loss or np.inf))
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise _Diverged(f"train loss {loss_K[i]:.4g} at step {s0 + i + 1} "
-                            f"(limit {t.diverge_factor} x initial {initial_loss:.4g})")
-        lrs = p.lrs(s0, n)
-        # Throughput between consecutive flushes: in steady state, one chunk's device time.
+        vals = None if vals is None else np.mean(np.stack([np.atleast_1d(v) for v in jax.device_get(vals)]), 0)
         now, tok_now = time.perf_counter(), p.batch.tokens_before(s0 + n)
-        tokens_per_s = (tok_now - rate_mark[1]) / max(now - rate_mark[0], 1e-9)
+        # Throughput between consecutive flushes: in steady state, one chunk's device time.
+        rate = (tok_now - rate_mark[1]) / max(now - rate_mark[0], 1e-9)
         rate_mark[:] = [now, tok_now]
-        lo = s0
-        for i in range(n):
-            s = s0 + i + 1
-            if s % t.log_every == 0 or s == p.total_steps:
-                sl = slice(max(lo, s - t.log_every) - s0, i + 1)
-                by_step[s] = {"step": s, "tokens": p.batch.tokens_before(s), "lr": float(lrs[i]),
-                              "batch_size": p.batch.batch_at(s - 1),
-                              "train_loss": float(loss_K[sl].mean()),
-                              "grad_norm": float(np.mean(m["grad_norm"][sl])),
-                              "wall_time": round(wall, 3), "tokens_per_s": round(tokens_per_s, 1)}
-                if cfg.model.ffn == "moe":
-                    by_step[s]["lb_loss"] = float(np.mean(m["lb_loss"][sl]))
-                last["train_loss"] = by_step[s]["train_loss"]
-        if vals is not None:
-            s = s0 + n
-            v = float(np.mean(jax.device_get(vals)))
-            by_step.setdefault(s, {"step": s, "tokens": p.batch.tokens_before(s), "wall_time": round(wall, 3)})
-            by_step[s]["val_loss"] = v
-        for s in sorted(by_step):
-            out.write(json.dumps(by_step.pop(s)) + "\n")
-        out.flush()
+        losses = [r.flush(s0, n, pick(m, i), None if vals is None else vals[i], now - t0, rate)
+                  for i, r in enumerate(runs)]
+        return next((x for x in losses if x is not None), None)
 
     from tqdm.auto import tqdm
     bar = tqdm(total=end, initial=start, unit="step", disable=not progress, leave=False,
-               desc=run_dir.name, dynamic_ncols=True, position=position)
-    step, pending = start, None
+               desc=runs[0].dir.name + (f" +{R - 1}" if R > 1 else ""), dynamic_ncols=True, position=position)
+    step, pending, error = start, None, None
     try:
-        with open(metrics_path, "a") as out:
-            if start == p.init_step:
-                # Validation loss where the run starts (the curve's first point).
-                flush((start, 0, {"loss": np.zeros(0), "grad_norm": np.zeros(0), "lb_loss": np.zeros(0)},
-                       evaluate(state.params)), out)
-            while step < end:
-                n = p.chunk_len(step, end)
-                batches = np.stack([data_lib.batch_at(corpus.train, cfg.data.seed, s, p.batch)
-                                    for s in range(step, step + n)])
-                state, m = train_chunk(state, batches, p.lrs(step, n))
-                if pending is not None:
-                    flush(pending, out)
-                step += n
-                pending = (step - n, n, m, evaluate(state.params) if p.is_eval(step) else None)
-                if p.is_checkpoint(step):
-                    flush(pending, out)   # never checkpoint a diverged state
-                    pending = None
-                    _save(mngr, state, {"step": step, "tokens": p.batch.tokens_before(step),
-                                        "sequences": p.batch.sequences_before(step),
-                                        "elapsed": elapsed0 + time.perf_counter() - t0,
-                                        "initial_loss": initial_loss})
-                bar.update(n)
-                if last["train_loss"] is not None:
-                    bar.set_postfix(loss=f"{last['train_loss']:.3f}", refresh=False)
+        if start == p.init_step:   # validation loss where the run starts (the curve's first point)
+            flush(start, 0, {k: np.zeros((R, 0) if R > 1 else 0) for k in ("loss", "grad_norm", "lb_loss")},
+                  evaluate(state.params))
+        while step < end and not all(r.diverged for r in runs):
+            n = p.chunk_len(step, end)
+            batches = np.stack([data_lib.batch_at(corpus.train, cfg.data.seed, s, p.batch)
+                                for s in range(step, step + n)])
+            lrs = plans[0].lrs(step, n) if R == 1 else np.stack([pl.lrs(step, n) for pl in plans])
+            state, m = fns.train_chunk(state, batches, lrs)
             if pending is not None:
-                flush(pending, out)
-        mngr.wait_until_finished()
-        status.update(status="completed" if step >= p.total_steps else "running", step=step)
-    except _Diverged as e:
-        mngr.wait_until_finished()
-        status.update(status="diverged", reason=str(e), step=step)
+                flush(*pending)
+            step += n
+            pending = (step - n, n, m, evaluate(state.params) if p.is_eval(step) else None)
+            if p.is_checkpoint(step):
+                last = flush(*pending)   # never checkpoint a diverged state
+                pending = None
+                for i, r in enumerate(runs):
+                    r.save(pick(state, i), step, time.perf_counter() - t0)
+                if last is not None:
+                    bar.set_postfix(loss=f"{last:.3f}", refresh=False)
+            bar.update(n)
+        if pending is not None:
+            flush(*pending)
     except Exception as e:
-        status.update(status="failed", reason=f"{type(e).__name__}: {e}", step=step)
-        write_json_atomic(run_dir / "status.json", status)
+        error = f"{type(e).__name__}: {e}"
         raise
     finally:
         bar.close()
-        mngr.close()
-    rows = _read_metrics(metrics_path, step)
-    final = lambda k: next((r[k] for r in reversed(rows) if k in r), None)
-    status.update(tokens=p.batch.tokens_before(step), final_train_loss=final("train_loss"),
-                  final_val_loss=final("val_loss"), wall_time=round(elapsed0 + time.perf_counter() - t0, 3))
-    if status["status"] in DONE:
-        status["metrics_sha256"] = metrics_sha256(run_dir)
-    write_json_atomic(run_dir / "status.json", status)
-    return status
+        statuses = [r.finish(step, time.perf_counter() - t0, error) for r in runs]
+    return statuses
 
 
 def load_run_config(run_dir) -> Config:

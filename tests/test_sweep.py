@@ -199,3 +199,37 @@ def test_pinned_worker_processes_share_the_sweep(tmp_path):
     assert len(runs) == 3 and all(r["state"] == "completed" for r in runs)
     pids = {json.loads((Path(r["dir"]) / "attempts.jsonl").read_text())["pid"] for r in runs}
     assert os.getpid() not in pids and 1 <= len(pids) <= 2
+
+
+def test_vmapped_group_matches_separate_runs_and_isolates_divergence(tmp_path):
+    exp, _ = write_exp(tmp_path, grid={"optim.lr": [1e-3, 3e-3, 1e30], "train.seed": [0]})
+    assert run_sweep(exp, "smoke", tmp_path / "solo", progress=False) == 0
+    assert run_sweep(exp, "smoke", tmp_path / "vmap", progress=False, vmap=3) == 0
+    solo = {r["hash"]: r for r in load_runs(tmp_path / "solo", exp.name, "smoke")}
+    group = {r["hash"]: r for r in load_runs(tmp_path / "vmap", exp.name, "smoke")}
+    assert solo.keys() == group.keys()
+    pids = {json.loads((Path(r["dir"]) / "attempts.jsonl").read_text())["pid"] for r in group.values()}
+    assert len(pids) == 1                                     # one program trained all three
+    for h, r in solo.items():
+        g = group[h]
+        assert g["state"] == r["state"]
+        if r["state"] == "diverged":
+            assert "nan" in g["status"]["reason"]
+            continue
+        a, b = [x for x in r["metrics"] if "train_loss" in x], [x for x in g["metrics"] if "train_loss" in x]
+        assert [x["step"] for x in a] == [x["step"] for x in b]
+        np.testing.assert_allclose([x["train_loss"] for x in a], [x["train_loss"] for x in b], rtol=1e-4)
+
+
+def test_vmapped_group_resumes_exactly(tmp_path):
+    from bsz_lr.train import train_group
+    exp, _ = write_exp(tmp_path, grid={"optim.lr": [1e-3, 3e-3]})
+    specs = plan_runs(exp, "smoke", tmp_path / "r")
+    cfgs, dirs = [s.cfg for s in specs], [s.dir for s in specs]
+    train_group(cfgs, dirs, progress=False)
+    full = [rows(d) for d in dirs]
+    dirs2 = [tmp_path / "cut" / d.name for d in dirs]
+    train_group(cfgs, dirs2, progress=False, stop_after=30)
+    sts = train_group(cfgs, dirs2, progress=False)
+    assert [s["status"] for s in sts] == ["completed"] * 2
+    assert [rows(d) for d in dirs2] == full
