@@ -302,9 +302,12 @@ class _Run:
     def begin(self, start: int, meta: dict, counts: dict) -> None:
         """Drop metrics past the restored step, note the attempt, mark the run running."""
         self.initial_loss, self.elapsed0 = meta["initial_loss"], float(meta["elapsed"])
-        rows = _read_metrics(self.metrics_path, start)
-        with open(self.metrics_path, "w") as f:
+        # From a checkpoint, its step's line stays; at the very start, the initial eval is redone.
+        rows = _read_metrics(self.metrics_path, start - 1 if start == self.p.init_step else start)
+        tmp = self.metrics_path.with_name(f".metrics.jsonl.tmp{os.getpid()}")
+        with open(tmp, "w") as f:             # atomic: a kill here must not lose the kept lines
             f.writelines(json.dumps(r) + "\n" for r in rows)
+        os.replace(tmp, self.metrics_path)
         self.out = open(self.metrics_path, "a")
         record_attempt(self.dir, start)
         self.status = {"status": "running", "step": start, "total_steps": self.p.total_steps,

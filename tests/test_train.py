@@ -122,3 +122,12 @@ def test_vmapped_replicas_match_separate_runs(tiny_cfg):
         _, m = single.train_chunk(single.init_state(seed), batches, lrs[r])
         np.testing.assert_allclose(m_R["loss"][r], m["loss"], rtol=2e-5)
     assert not np.allclose(m_R["loss"][0], m_R["loss"][1])
+
+
+def test_kill_before_the_first_checkpoint_leaves_no_duplicate_lines(tiny_cfg, tmp_path):
+    d = tmp_path / "r"
+    train(tiny_cfg, d, progress=False, stop_after=10)     # no checkpoint yet (first at step 20)
+    assert not any(p.name.isdigit() for p in (d / "ckpt").iterdir())
+    train(tiny_cfg, d, progress=False)
+    train(tiny_cfg, tmp_path / "ref", progress=False)
+    assert rows(d) == rows(tmp_path / "ref")
