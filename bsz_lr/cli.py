@@ -21,8 +21,12 @@ def _train(args) -> int:
     from .train import enable_compilation_cache, train
     cfg = apply_overrides(Config(), args.overrides)
     out = Path(args.out) if args.out else Path("runs") / "train" / config_hash(cfg)
+    from .store import RunLock
     enable_compilation_cache()
-    status = train(cfg, out, progress=not args.no_progress)
+    with RunLock(out) as lock:
+        if not lock.acquire():
+            raise ConfigError(f"--out {out}: another process is training this run")
+        status = train(cfg, out, progress=not args.no_progress)
     print(json.dumps({"run_dir": str(out), **status}))
     return 0 if status["status"] == "completed" else 3
 

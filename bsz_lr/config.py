@@ -188,8 +188,11 @@ class DataConfig:
         _check(self.batch_size > 0, p + "batch_size", f"must be positive, got {self.batch_size}")
         _check(self.val_tokens > 0, p + "val_tokens", f"must be positive, got {self.val_tokens}")
         last = 0
+        _check(self.seed >= 0, p + "seed", f"must be >= 0, got {self.seed}")
         for i, stage in enumerate(self.batch_stages):
-            _check(len(stage) == 2, p + "batch_stages", f"stage {i} must be (tokens, batch)")
+            _check(isinstance(stage, tuple) and len(stage) == 2
+                   and all(isinstance(x, int) and not isinstance(x, bool) for x in stage),
+                   p + "batch_stages", f"stage {i} must be a pair of integers (tokens, batch), got {stage!r}")
             tok, b = stage
             _check(tok > last, p + "batch_stages", f"stage {i} starts at {tok} tokens, not after {last}")
             _check(b > 0, p + "batch_stages", f"stage {i} batch must be positive, got {b}")
@@ -218,6 +221,7 @@ class TrainConfig:
         p = "train."
         _check(self.tokens > 0 or self.steps > 0, p + "tokens", "tokens or steps must be positive")
         _check(self.steps >= 0, p + "steps", f"must be >= 0, got {self.steps}")
+        _check(self.seed >= 0, p + "seed", f"must be >= 0, got {self.seed}")
         _check(self.scan_steps > 0, p + "scan_steps", f"must be positive, got {self.scan_steps}")
         for f in ("eval_every", "checkpoint_every"):
             v = getattr(self, f)
@@ -347,8 +351,9 @@ def _check_key(key: str) -> None:
 def apply_overrides(cfg: Config, overrides) -> Config:
     """Apply dotted overrides: a dict {"model.d_model": 128} or strings "model.d_model=128".
 
-    The special key `model.size` loads a rung of the size ladder first; the other keys
-    are applied together, so validation sees the final combination.
+    The special key `model.size` loads a rung of the size ladder (the last one given wins);
+    explicit `model.*` keys in the same call win over it.  All keys are applied together, so
+    validation sees the final combination.
     """
     items = list(overrides.items()) if isinstance(overrides, dict) else []
     if not isinstance(overrides, dict):
@@ -358,11 +363,11 @@ def apply_overrides(cfg: Config, overrides) -> Config:
             k, v = s.split("=", 1)
             items.append((k.strip(), v.strip()))
     tree: dict = {}
+    size: dict = {}
     for key, value in items:
         if key == "model.size":
-            tree.setdefault("model", {}).update(
-                {k: v for k, v in SIZES.get(str(value), {}).items() if k not in tree.get("model", {})})
             model_size(str(value))   # unknown names fail here
+            size = dict(SIZES[str(value)])
             continue
         _check_key(key)
         node, parts = tree, key.split(".")
@@ -371,6 +376,8 @@ def apply_overrides(cfg: Config, overrides) -> Config:
             if not isinstance(node, dict):
                 raise ConfigError(f"{key}: {part!r} has no sub-fields")
         node[parts[-1]] = value
+    if size:
+        tree["model"] = {**size, **tree.get("model", {})}
     return _apply(cfg, tree, "")
 
 

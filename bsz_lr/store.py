@@ -63,8 +63,8 @@ def run_state(run_dir: Path) -> tuple[str, str]:
             p.name in ("metrics.jsonl", "status.json") for p in d.iterdir()) else ("new", "")
     try:
         cfg = from_dict(read_json(d / "config.json"))
-    except (OSError, ValueError, ConfigError) as e:
-        return "corrupt", f"unreadable config.json ({e})"
+    except Exception as e:  # any malformed content (null, a list, wrong types) is corruption
+        return "corrupt", f"unreadable config.json ({type(e).__name__}: {e})"
     if config_hash(cfg) != d.name:
         return "corrupt", f"config.json hashes to {config_hash(cfg)}, not {d.name}"
     if not (d / "status.json").exists():
@@ -108,6 +108,15 @@ class RunLock:
             os.close(fd)
             return False
         self._fd = fd
+        return True
+
+    def held_elsewhere(self) -> bool:
+        """True if another process holds the claim (probes without keeping it)."""
+        if self._fd is not None:
+            return False
+        if self.acquire():
+            self.release()
+            return False
         return True
 
     def release(self) -> None:

@@ -82,7 +82,8 @@ def _profile(exp: Experiment, profile: str) -> tuple[dict, dict, dict | None]:
 def expand(exp: Experiment, profile: str) -> list[Config]:
     """The grid configs of one profile (base <- profile <- grid point); parents when branching."""
     prof, grid, branches = _profile(exp, profile)
-    base = apply_overrides(Config(), {**exp.base, **prof})
+    # Layers BASE < profile < grid point: a later layer wins, its model.size included.
+    base = apply_overrides(apply_overrides(Config(), exp.base), prof)
     if branches:
         base = apply_overrides(base, {"train.save_at_tokens": tuple(int(x) for x in branches["at_tokens"])})
     keys = list(grid)
@@ -159,15 +160,22 @@ def _record_failure(spec: RunSpec, reason: str) -> None:
     write_json_atomic(spec.dir / "status.json", {"status": "failed", "reason": reason})
 
 
-def _parent_gate(spec: RunSpec) -> str:
-    """'ready', 'wait' (parent still training) or a reason the branch can never start."""
+def _parent_gate(spec: RunSpec, pending_dirs=frozenset()) -> str:
+    """'ready', 'wait' (parent still to train or training) or a reason the branch can never start."""
     if spec.parent is None or spec.init_step in checkpoint_steps(spec.parent):
         return "ready"
+    if spec.parent in pending_dirs or RunLock(spec.parent).held_elsewhere():
+        return "wait"
     state, reason = run_state(spec.parent)
     if state in DONE or state == "failed":
         return f"parent {spec.parent.name} is {state} without a checkpoint at step {spec.init_step}" + (
             f" ({reason})" if reason else "")
     return "wait"
+
+
+def _latest_checkpoint(spec: RunSpec):
+    steps = checkpoint_steps(spec.dir)
+    return steps[-1] if steps else None
 
 
 def _train_unit(unit: list[RunSpec], log, progress: bool, position: int) -> list[str]:
@@ -219,7 +227,8 @@ def worker_loop(units: list[list[RunSpec]], wid: int = 0, *, core: int | None = 
             if not unit:
                 pending.remove(unit)
                 continue
-            gates = [_parent_gate(s) for s in unit]
+            pending_dirs = frozenset(s.dir for u in pending for s in u if u is not unit)
+            gates = [_parent_gate(s, pending_dirs) for s in unit]
             if "wait" in gates:
                 continue
             locks = _claim(unit)
@@ -232,9 +241,11 @@ def worker_loop(units: list[list[RunSpec]], wid: int = 0, *, core: int | None = 
                     _record_failure(s, g)
                     emit(("done", wid, f"{s.dir.name}: failed ({g})"))
                 todo = [s for s in todo if s not in {b for b, _ in blocked}]
-                if todo:
-                    emit(("start", wid, todo[0].dir.name))
-                    for s, result in zip(todo, _train_unit(todo, log, progress, wid + 1)):
+                # Replicas must start from the same point; otherwise train them one by one.
+                parts = [todo] if len({_latest_checkpoint(s) for s in todo}) <= 1 else [[s] for s in todo]
+                for part in (p for p in parts if p):
+                    emit(("start", wid, part[0].dir.name))
+                    for s, result in zip(part, _train_unit(part, log, progress, wid + 1)):
                         emit(("done", wid, f"{s.dir.name}: {result}"))
             finally:
                 for lock in locks:
@@ -247,15 +258,16 @@ def worker_loop(units: list[list[RunSpec]], wid: int = 0, *, core: int | None = 
 
 
 def group_units(specs: list[RunSpec], vmap: int) -> list[list[RunSpec]]:
-    """Units of work: single runs, or up to `vmap` new runs that differ only in LR / seed."""
+    """Units of work: single runs, or up to `vmap` runs that differ only in LR / seed and stand at
+    the same checkpoint (new runs, or a group a kill interrupted: it resumes as the same group)."""
     if vmap <= 1:
         return [[s] for s in specs]
     units, groups = [], {}
     for s in specs:
-        if s.parent is not None or run_state(s.dir)[0] != "new":
+        if s.parent is not None or run_state(s.dir)[0] in DONE:
             units.append([s])
             continue
-        key = replica_key(s.cfg)
+        key = (replica_key(s.cfg), _latest_checkpoint(s))
         if key not in groups or len(groups[key]) == vmap:
             groups[key] = [s]
             units.append(groups[key])

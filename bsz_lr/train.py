@@ -224,8 +224,11 @@ def _restore(mngr, abstract: TrainState, step: int | None = None, *, log=print):
             if step is not None:
                 raise
             log(f"checkpoint {s} in {mngr.directory} is unreadable ({type(e).__name__}: {e}); "
-                "moved to ckpt-corrupt/, trying an older one")
+                "trying an older one")
             bad.append(s)
+    if bad and got is None:
+        raise RuntimeError(f"no checkpoint in {mngr.directory} could be restored (tried {bad}); "
+                           "left in place: move ckpt/ aside to start the run afresh")
     if bad:   # keep the damaged ones for inspection, out of orbax's way
         aside = Path(str(mngr.directory)).parent / "ckpt-corrupt"
         aside.mkdir(exist_ok=True)
@@ -293,6 +296,7 @@ class _Run:
         self.metrics_path = self.dir / "metrics.jsonl"
         self.by_step: dict[int, dict] = {}
         self.diverged: str | None = None
+        self.window = {"loss": [], "grad_norm": [], "lb_loss": []}   # steps since the last line
         self.initial_loss = None
         self.elapsed0 = 0.0
 
@@ -331,16 +335,20 @@ class _Run:
         lrs, last = p.lrs(s0, n), None
         for i in range(n):
             s = s0 + i + 1
+            for k in self.window:
+                self.window[k].append(float(m[k][i]))
             if s % t.log_every == 0 or s == p.total_steps:
-                sl = slice(max(s0, s - t.log_every) - s0, i + 1)
+                # A line averages the steps since the previous line (or checkpoint: see `save`).
+                w = {k: float(np.mean(v)) for k, v in self.window.items()}
                 row = {"step": s, "tokens": p.batch.tokens_before(s), "lr": float(lrs[i]),
-                       "batch_size": p.batch.batch_at(s - 1), "train_loss": float(loss_K[sl].mean()),
-                       "grad_norm": float(np.mean(m["grad_norm"][sl])),
+                       "batch_size": p.batch.batch_at(s - 1), "train_loss": w["loss"],
+                       "grad_norm": w["grad_norm"],
                        "wall_time": round(self.elapsed0 + wall, 3), "tokens_per_s": round(tokens_per_s, 1)}
                 if self.cfg.model.ffn == "moe":
-                    row["lb_loss"] = float(np.mean(m["lb_loss"][sl]))
+                    row["lb_loss"] = w["lb_loss"]
                 self.by_step[s] = row
                 last = row["train_loss"]
+                self.window = {k: [] for k in self.window}
         if val is not None:
             s = s0 + n
             row = self.by_step.setdefault(s, {"step": s, "tokens": p.batch.tokens_before(s),
@@ -352,7 +360,9 @@ class _Run:
         return last
 
     def save(self, state, step: int, wall: float) -> None:
+        self.window = {k: [] for k in self.window}   # a resumed run starts its window here too
         if not self.diverged:
+            os.fsync(self.out.fileno())              # lines before the checkpoint survive a crash
             p = self.p
             _save(self.mngr, state, {"step": step, "tokens": p.batch.tokens_before(step),
                                      "sequences": p.batch.sequences_before(step),
@@ -400,7 +410,10 @@ def _start_states(runs: list[_Run], fns, single_init, seeds):
         elif state is None:
             state, meta = single_init(seeds[0]), None
         return state, [meta]
-    common = set.intersection(*(set(r.mngr.all_steps()) for r in runs))
+    have = [set(r.mngr.all_steps()) for r in runs]
+    common = set.intersection(*have)
+    if any(have) and (not common or any(max(h) != max(common) for h in have)):
+        raise ConfigError("train_group: the runs are at different checkpoints; train them separately")
     if common:
         got = [r.restore(abstract, max(common)) for r in runs]
         return jax.tree.map(lambda *xs: jnp.stack(xs), *[g[0] for g in got]), [g[1] for g in got]
@@ -458,6 +471,12 @@ def train_group(cfgs: list[Config], run_dirs, *, stop_after: int | None = None, 
     bar = tqdm(total=end, initial=start, unit="step", disable=not progress, leave=False,
                desc=runs[0].dir.name + (f" +{R - 1}" if R > 1 else ""), dynamic_ncols=True, position=position)
     step, pending, error = start, None, None
+    flushed = [start]                             # metrics are on disk up to this step
+
+    def flush_pending():
+        flush(*pending)
+        flushed[0] = pending[0] + pending[1]
+
     try:
         if start == p.init_step:   # validation loss where the run starts (the curve's first point)
             flush(start, 0, {k: np.zeros((R, 0) if R > 1 else 0) for k in ("loss", "grad_norm", "lb_loss")},
@@ -469,25 +488,26 @@ def train_group(cfgs: list[Config], run_dirs, *, stop_after: int | None = None, 
             lrs = plans[0].lrs(step, n) if R == 1 else np.stack([pl.lrs(step, n) for pl in plans])
             state, m = fns.train_chunk(state, batches, lrs)
             if pending is not None:
-                flush(*pending)
+                flush_pending()
             step += n
             pending = (step - n, n, m, evaluate(state.params) if p.is_eval(step) else None)
             if p.is_checkpoint(step):
                 last = flush(*pending)   # never checkpoint a diverged state
-                pending = None
+                flushed[0], pending = step, None
                 for i, r in enumerate(runs):
                     r.save(pick(state, i), step, time.perf_counter() - t0)
                 if last is not None:
                     bar.set_postfix(loss=f"{last:.3f}", refresh=False)
             bar.update(n)
         if pending is not None:
-            flush(*pending)
-    except Exception as e:
-        error = f"{type(e).__name__}: {e}"
+            flush_pending()
+    except BaseException as e:   # an interrupt leaves the run 'running' (resumable), an error 'failed'
+        if isinstance(e, Exception):
+            error = f"{type(e).__name__}: {e}"
         raise
     finally:
         bar.close()
-        statuses = [r.finish(step, time.perf_counter() - t0, error) for r in runs]
+        statuses = [r.finish(flushed[0], time.perf_counter() - t0, error) for r in runs]
     return statuses
 
 

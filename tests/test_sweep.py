@@ -124,6 +124,8 @@ def test_corrupt_run_is_reported_moved_aside_and_rerun(tmp_path, capsys):
     (base / a / "metrics.jsonl").write_text(m.replace('"train_loss": ', '"train_loss": 1', 1))
     (base / b / "config.json").write_text("{ not json")
     assert run_state(base / a)[0] == "corrupt" and run_state(base / b)[0] == "corrupt"
+    (base / b / "config.json").write_text("null")
+    assert run_state(base / b)[0] == "corrupt"
     assert load_runs(tmp_path / "r", exp.name, "smoke") == []            # never silently used
     assert "corrupt" in capsys.readouterr().out
     assert run_sweep(exp, "smoke", tmp_path / "r", progress=False) == 0

@@ -131,3 +131,40 @@ def test_kill_before_the_first_checkpoint_leaves_no_duplicate_lines(tiny_cfg, tm
     train(tiny_cfg, d, progress=False)
     train(tiny_cfg, tmp_path / "ref", progress=False)
     assert rows(d) == rows(tmp_path / "ref")
+
+
+def test_log_line_averages_all_steps_since_the_last_line_across_chunks(tiny_cfg, tmp_path):
+    train(tiny_cfg, tmp_path / "ten", progress=False)
+    train(apply_overrides(tiny_cfg, {"train.log_every": 20}), tmp_path / "twenty", progress=False)
+    ten = {r["step"]: r["train_loss"] for r in rows(tmp_path / "ten") if "train_loss" in r}
+    twenty = {r["step"]: r["train_loss"] for r in rows(tmp_path / "twenty") if "train_loss" in r}
+    assert sorted(twenty) == [20, 40]
+    for s in (20, 40):
+        assert twenty[s] == pytest.approx((ten[s - 10] + ten[s]) / 2, rel=1e-6)
+
+
+def test_interrupt_while_flushing_the_last_chunk_is_not_completed(tiny_cfg, tmp_path, monkeypatch):
+    from bsz_lr import train as train_mod
+    real = train_mod._Run.flush
+
+    def flaky(self, s0, n, *a, **k):
+        if s0 + n == 40:
+            raise KeyboardInterrupt
+        return real(self, s0, n, *a, **k)
+    monkeypatch.setattr(train_mod._Run, "flush", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg, tmp_path / "r", progress=False)
+    st = read_status(tmp_path / "r")
+    assert st["status"] == "running" and st["step"] == 30
+    monkeypatch.setattr(train_mod._Run, "flush", real)
+    assert train(tiny_cfg, tmp_path / "r", progress=False)["status"] == "completed"
+    train(tiny_cfg, tmp_path / "ref", progress=False)
+    assert rows(tmp_path / "r") == rows(tmp_path / "ref")
+
+
+def test_group_refuses_members_at_different_checkpoints(tiny_cfg, tmp_path):
+    from bsz_lr.train import train_group
+    a, b = tiny_cfg, apply_overrides(tiny_cfg, {"optim.lr": 1e-3})
+    train(a, tmp_path / "a", progress=False, stop_after=20)
+    with pytest.raises(ConfigError, match="different checkpoints"):
+        train_group([a, b], [tmp_path / "a", tmp_path / "b"], progress=False)
