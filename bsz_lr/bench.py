@@ -191,7 +191,7 @@ def main(quick: bool = False) -> int:
             print(f"{name:8} {r['params']:>9,} {r['T']:>4} {r['B']:>3} {k:>4} {r['tokens_per_s']:>10,.0f} "
                   f"{r['gflops']:>8.1f} {r['pct_ceiling']:>12.1f}% {near:>16.1f} {r['pct_adjacent']:>9.1f}%",
                   flush=True)
-    print(f"\nsweep of 4 LRs, model tiny (T=128, B=32, scan 10), steady state:")
+    print("\nsweep of 4 LRs, model tiny (T=128, B=32, scan 10), steady state:")
     sweep = sweep_throughput(quick)
     for r in sweep:
         print(f"  {r['mode']:40} {r['tokens_per_s']:>10,.0f} tokens/s  {r['speedup']:.2f}x", flush=True)

@@ -22,7 +22,7 @@ import os
 import time
 from pathlib import Path
 
-from .config import ConfigError, config_hash, from_dict
+from .config import config_hash, from_dict
 
 __all__ = ["DONE", "run_state", "quarantine", "RunLock", "metrics_sha256", "load_runs", "load_table",
            "record_attempt", "read_json", "write_json_atomic", "read_status", "checkpoint_steps"]
