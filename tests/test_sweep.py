@@ -235,3 +235,21 @@ def test_vmapped_group_resumes_exactly(tmp_path):
     sts = train_group(cfgs, dirs2, progress=False)
     assert [s["status"] for s in sts] == ["completed"] * 2
     assert [rows(d) for d in dirs2] == full
+
+
+def test_killed_vmapped_group_resumes_as_a_group_with_the_same_numbers(tmp_path):
+    exp, f = write_exp(tmp_path, grid={"optim.lr": [1e-3, 3e-3]}, steps=400)
+    run_sweep(exp, "smoke", tmp_path / "ref", progress=False, vmap=2)
+    proc = subprocess.Popen(sweep_cmd(f, tmp_path / "cut", "--vmap", "2"), cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60        # kill once both replicas have a checkpoint
+    while time.time() < deadline and len(list((tmp_path / "cut").glob("*/smoke/*/ckpt/20"))) < 2:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert subprocess.run(sweep_cmd(f, tmp_path / "cut", "--vmap", "2"), cwd=REPO,
+                          capture_output=True).returncode == 0
+    assert finals(tmp_path / "cut", exp) == finals(tmp_path / "ref", exp)
+    for r in load_runs(tmp_path / "cut", exp.name, "smoke"):
+        starts = [json.loads(x)["start_step"] for x in (Path(r["dir"]) / "attempts.jsonl").read_text().splitlines()]
+        assert len(starts) == 2 and starts[0] == 0 and starts[1] > 0
