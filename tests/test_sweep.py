@@ -67,7 +67,8 @@ def test_rerun_skips_done_and_dry_run_trains_nothing(tmp_path, capsys):
 def test_sigkill_at_a_random_moment_then_rerun_matches_uninterrupted(tmp_path):
     exp, f = write_exp(tmp_path, steps=100)
     run_sweep(exp, "smoke", tmp_path / "ref", progress=False)
-    rng = random.Random(os.environ.get("BSZ_LR_TEST_SEED", "0"))
+    seed = os.environ.get("BSZ_LR_TEST_SEED") or str(random.randrange(10 ** 6))   # printed on failure
+    rng = random.Random(seed)
     proc = subprocess.Popen(sweep_cmd(f, tmp_path / "cut"), cwd=REPO, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # Kill once at least one run has started (a random moment within the sweep).
@@ -77,8 +78,10 @@ def test_sigkill_at_a_random_moment_then_rerun_matches_uninterrupted(tmp_path):
     time.sleep(rng.uniform(0.0, 2.5))
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    killed = [run_state(d)[0] for d in (tmp_path / "cut").glob("*/smoke/*") if d.is_dir()]
+    assert killed.count("completed") < 3, f"the kill came too late to interrupt anything (seed {seed})"
     assert subprocess.run(sweep_cmd(f, tmp_path / "cut"), cwd=REPO, capture_output=True).returncode == 0
-    assert finals(tmp_path / "cut", exp) == finals(tmp_path / "ref", exp)
+    assert finals(tmp_path / "cut", exp) == finals(tmp_path / "ref", exp), f"seed {seed}"
     assert all(run_state(r["dir"])[0] == "completed" for r in load_runs(tmp_path / "cut", exp.name, "smoke"))
 
 
