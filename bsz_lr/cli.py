@@ -31,7 +31,7 @@ def _train(args) -> int:
     return 0 if status["status"] == "completed" else 3
 
 
-def _experiment(args) -> int:
+def _sweep(args) -> int:
     from .sweep import load_experiment, run_sweep
     exp = load_experiment(args.file)
     wanted = args.profile.split(",")
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     e.add_argument("--vmap", type=int, default=1,
                    help="train up to this many runs differing only in LR / seed as one vmapped program")
     e.add_argument("--shard", default="0/1", help="i/n: run only this disjoint slice (e.g. a SLURM array task)")
-    e.set_defaults(fn=_experiment)
+    e.set_defaults(fn=_sweep)
 
     f = sub.add_parser("figures", help="rebuild figures from stored results (no training)")
     f.add_argument("--runs", default="results")
