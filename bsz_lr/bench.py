@@ -9,7 +9,6 @@ measured in the same process, so the ratio is like-for-like on this machine.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -22,7 +21,7 @@ from .config import Config, apply_overrides
 from .data import batch_at, load_corpus
 from .model import param_counts
 from .schedules import BatchSchedule
-from .train import compiled_fns, enable_compilation_cache
+from .train import enable_compilation_cache, step_fns
 
 __all__ = ["matmul_ceiling", "measure_model", "main"]
 
@@ -64,7 +63,7 @@ def flops_per_token(counts: dict, cfg: Config) -> float:
 def measure_model(cfg: Config, corpus, scan_steps: int, chunks: int = 0, seconds: float = 0.0) -> dict:
     """Steady-state tokens/s of the real jitted train chunk (compile excluded), over `chunks`
     calls or, if `seconds` is given, as many calls as fit in that time."""
-    init_state, train_chunk, _, _ = compiled_fns(cfg.model, dataclasses.replace(cfg.optim, lr=1.0))
+    init_state, train_chunk, _, _ = step_fns(cfg)
     state = init_state(0)
     sched = BatchSchedule.from_config(cfg)
     batches = np.stack([batch_at(corpus.train, 0, s, sched) for s in range(scan_steps)])
@@ -93,7 +92,7 @@ def _sweep_cfg() -> Config:
 
 
 def _run_sequential(cfg, corpus, lrs, k, chunks) -> float:
-    f = compiled_fns(cfg.model, dataclasses.replace(cfg.optim, lr=1.0))
+    f = step_fns(cfg)
     sched = BatchSchedule.from_config(cfg)
     batches = np.stack([batch_at(corpus.train, 0, s, sched) for s in range(k)])
     jax.block_until_ready(f.train_chunk(f.init_state(0), batches, np.full(k, 1e-3, np.float32)))  # compile
@@ -107,8 +106,7 @@ def _run_sequential(cfg, corpus, lrs, k, chunks) -> float:
 
 
 def _run_vmap(cfg, corpus, lrs, k, chunks) -> float:
-    from .train import replicated_fns
-    f = replicated_fns(cfg.model, dataclasses.replace(cfg.optim, lr=1.0))
+    f = step_fns(cfg, replicas=True)
     sched = BatchSchedule.from_config(cfg)
     batches = np.stack([batch_at(corpus.train, 0, s, sched) for s in range(k)])
     lr_RxK = np.repeat(np.asarray(lrs, np.float32)[:, None], k, axis=1)

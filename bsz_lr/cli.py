@@ -11,39 +11,87 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
 from .config import Config, ConfigError, apply_overrides, config_hash
 
 
+def _writable_dir(path: Path, flag: str) -> None:
+    """One-line error unless `path` is (or can be made) a writable directory."""
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{flag} {path}: {probe} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: {probe} is not writable")
+
+
 def _train(args) -> int:
+    from .signals import EXIT_CODES
     from .train import enable_compilation_cache, train
     cfg = apply_overrides(Config(), args.overrides)
     out = Path(args.out) if args.out else Path("runs") / "train" / config_hash(cfg)
+    _writable_dir(out, "--out")
     from .store import RunLock
     enable_compilation_cache()
     with RunLock(out) as lock:
         if not lock.acquire():
             raise ConfigError(f"--out {out}: another process is training this run")
         status = train(cfg, out, progress=not args.no_progress)
+    if status["status"] == "interrupted":
+        print(f"bsz_lr: {status['reason']}; run the same command to resume ({out})", file=sys.stderr)
     print(json.dumps({"run_dir": str(out), **status}))
+    if status["status"] == "interrupted":
+        return EXIT_CODES.get(signal.Signals[status["signal"]], 1)
     return 0 if status["status"] == "completed" else 3
 
 
+def _positive_int(flag: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+        return value
+    parse.__name__ = flag
+    return parse
+
+
+def _workers(text: str):
+    return "auto" if text == "auto" else _positive_int("workers")(text)
+
+
 def _sweep(args) -> int:
-    from .sweep import load_experiment, run_sweep
-    exp = load_experiment(args.file)
-    wanted = args.profile.split(",")
-    profile = next((p for p in wanted if p in exp.profiles), wanted[-1])
+    from .sweep import check_runs_dir, load_experiment, run_sweep
     try:
         i, n = (int(x) for x in args.shard.split("/"))
         assert 0 <= i < n
     except (ValueError, AssertionError):
         raise ConfigError(f"--shard: expected i/n with 0 <= i < n, got {args.shard!r}") from None
-    workers = len(os.sched_getaffinity(0)) if args.workers == "auto" else int(args.workers)
-    return run_sweep(exp, profile, Path(args.runs), workers=workers, shard_spec=(i, n),
-                     progress=not args.no_progress, dry_run=args.dry_run, vmap=args.vmap)
+    exps = [load_experiment(f) for f in args.files]       # every file is checked before any trains
+    if not args.dry_run:
+        check_runs_dir(Path(args.runs))
+    workers = len(os.sched_getaffinity(0)) if args.workers == "auto" else args.workers
+    wanted, rc = args.profile.split(","), 0
+    for exp in exps:
+        profile = next((p for p in wanted if p in exp.profiles), None)
+        if profile is None:
+            msg = f"experiment {exp.name}: no profile {' or '.join(wanted)}; known: {', '.join(exp.profiles)}"
+            if not args.skip_missing:
+                raise ConfigError(msg)
+            print(f"bsz_lr: {msg}; skipped", file=sys.stderr)
+            continue
+        code = run_sweep(exp, profile, Path(args.runs), workers=workers, shard_spec=(i, n),
+                         progress=not args.no_progress, dry_run=args.dry_run, vmap=args.vmap)
+        if code in (130, 143):
+            return code                                     # interrupted: stop here
+        rc = rc or code
+    return rc
 
 
 def _figures(args) -> int:
@@ -80,15 +128,18 @@ def main(argv=None) -> int:
     t.add_argument("overrides", nargs="*", metavar="key=value")
     t.set_defaults(fn=_train)
 
-    e = sub.add_parser("sweep", help="run an experiment file's profile into the run store")
-    e.add_argument("file", help="experiments/NAME.py or NAME")
+    e = sub.add_parser("sweep", help="run experiment files' profile into the run store")
+    e.add_argument("files", nargs="+", metavar="file", help="experiments/NAME.py or NAME (several: one after another)")
     e.add_argument("--profile", default="cpu",
-                   help="profile name, or a comma list: the first one the experiment defines")
+                   help="profile name, or a comma list: the first one each experiment defines")
+    e.add_argument("--skip-missing", action="store_true",
+                   help="skip (with a message) an experiment that defines none of the profiles")
     e.add_argument("--runs", default="results")
     e.add_argument("--dry-run", action="store_true", help="list the runs and their state; train nothing")
     e.add_argument("--no-progress", action="store_true")
-    e.add_argument("--workers", default="auto", help="worker processes, each pinned to a core (default: one per core)")
-    e.add_argument("--vmap", type=int, default=1,
+    e.add_argument("--workers", default="auto", type=_workers,
+                   help="worker processes, each pinned to a core (default: one per core)")
+    e.add_argument("--vmap", type=_positive_int("vmap"), default=1,
                    help="train up to this many runs differing only in LR / seed as one vmapped program")
     e.add_argument("--shard", default="0/1", help="i/n: run only this disjoint slice (e.g. a SLURM array task)")
     e.set_defaults(fn=_sweep)
@@ -114,3 +165,12 @@ def main(argv=None) -> int:
     except (ConfigError, DataError) as err:
         print(f"bsz_lr: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("bsz_lr: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:   # one line for the user; the traceback on request
+        if os.environ.get("BSZ_LR_DEBUG"):
+            raise
+        print(f"bsz_lr: error: {type(err).__name__}: {err} (BSZ_LR_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 1

@@ -1,8 +1,9 @@
 """Run configuration: small frozen dataclasses, validated on construction.
 
-Knows nothing of JAX.  A run is fully described by one `Config`; its
-`to_dict()` is what the result store hashes, so two runs with the same
-resolved config are the same run.  Command-line and experiment-grid overrides
+Knows nothing of JAX.  A run is fully described by one `Config`; the result store
+names it by `config_hash(cfg)`, a hash of the config's canonical form (see *Run
+identity* below), so two runs with the same resolved config are the same run and
+a field added later leaves every stored run's identity unchanged.  Command-line and experiment-grid overrides
 use dotted keys (`model.d_model=128`, `optim.lr=3e-3`) resolved against the
 dataclass field types, so a typo or a bad value fails with the field's name.
 """
@@ -18,14 +19,18 @@ import typing
 from dataclasses import dataclass, field
 
 __all__ = [
-    "ConfigError", "ModelConfig", "OptimConfig", "ScheduleConfig", "DataConfig",
+    "ConfigError", "SchemaError", "ROLES", "ModelConfig", "OptimConfig", "ScheduleConfig", "DataConfig",
     "TrainConfig", "Config", "SIZES", "model_size", "apply_overrides",
-    "config_hash", "from_dict", "replica_key",
+    "config_hash", "from_dict", "replica_key", "flatten", "canonical", "ADDED_FIELDS", "REVISIONS",
 ]
 
 
 class ConfigError(ValueError):
     """A config value is invalid; the message names the field."""
+
+
+class SchemaError(ConfigError):
+    """A stored config names a field this version does not have (removed or renamed)."""
 
 
 def _check(cond: bool, name: str, msg: str) -> None:
@@ -38,6 +43,14 @@ SCHEDULE_KINDS = ("wsd", "cosine", "constant")
 FFN_KINDS = ("dense", "moe")
 MOE_IMPLS = ("ragged", "dense")
 TOKENIZERS = ("byte", "bpe")
+WD_MODES = ("coupled", "independent")
+# Parameter roles (named by model.param_roles; parametrization and optimizers act per role).
+ROLES = ("embedding", "head", "hidden", "out_proj", "router", "expert", "expert_out", "vector")
+MATRIX_ROLES = tuple(r for r in ROLES if r != "vector")
+
+
+def _finite(x) -> bool:
+    return math.isfinite(x)
 
 
 @dataclass(frozen=True)
@@ -71,8 +84,10 @@ class ModelConfig:
         _check((self.d_model // self.n_heads) % 2 == 0, p + "n_heads",
                f"head dim d_model/n_heads={self.d_model // self.n_heads} must be even for RoPE")
         _check(self.d_ff >= 0, p + "d_ff", f"must be >= 0, got {self.d_ff}")
-        _check(self.init_std > 0, p + "init_std", f"must be positive, got {self.init_std}")
-        _check(self.rope_base > 1, p + "rope_base", f"must be > 1, got {self.rope_base}")
+        _check(self.init_std > 0 and _finite(self.init_std), p + "init_std",
+               f"must be positive and finite, got {self.init_std}")
+        _check(self.rope_base > 1 and _finite(self.rope_base), p + "rope_base",
+               f"must be > 1 and finite, got {self.rope_base}")
         _check(self.ffn in FFN_KINDS, p + "ffn", f"must be one of {FFN_KINDS}, got {self.ffn!r}")
         _check(self.moe_impl in MOE_IMPLS, p + "moe_impl",
                f"must be one of {MOE_IMPLS}, got {self.moe_impl!r}")
@@ -81,8 +96,10 @@ class ModelConfig:
             _check(0 < self.top_k <= self.n_experts, p + "top_k",
                    f"top_k={self.top_k} must be in [1, n_experts={self.n_experts}]")
             _check(self.d_expert >= 0, p + "d_expert", f"must be >= 0, got {self.d_expert}")
-        _check(self.moe_aux_coef >= 0, p + "moe_aux_coef", "must be >= 0")
-        _check(self.moe_z_coef >= 0, p + "moe_z_coef", "must be >= 0")
+        _check(self.moe_aux_coef >= 0 and _finite(self.moe_aux_coef), p + "moe_aux_coef",
+               f"must be >= 0 and finite, got {self.moe_aux_coef}")
+        _check(self.moe_z_coef >= 0 and _finite(self.moe_z_coef), p + "moe_z_coef",
+               f"must be >= 0 and finite, got {self.moe_z_coef}")
 
     @property
     def d_head(self) -> int:
@@ -101,7 +118,17 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW (decoupled weight decay on matrices only) with global-norm clipping."""
+    """AdamW (decoupled weight decay) with global-norm clipping.
+
+    wd_mode: how the decay scales with the per-role LR multipliers of the parameterization
+      "coupled"      the decay step is lr * lr_mult * weight_decay * param (AdamW as in torch/optax:
+                     the multiplier scales the whole update);
+      "independent"  the decay step is lr * weight_decay * wd_mult * param, whatever the role's LR
+                     multiplier (muP keeps eta * lambda fixed per module).
+    Under SP every multiplier is 1 and the two agree.
+    decay_roles: the parameter roles that decay (config.ROLES); by default every matrix
+    (embeddings and the head included), never the norm gains ("vector").
+    """
 
     name: str = "adamw"
     lr: float = 3e-3            # peak learning rate
@@ -110,16 +137,24 @@ class OptimConfig:
     eps: float = 1e-8
     weight_decay: float = 0.1   # decoupled: the update is lr * wd * param
     clip_norm: float = 1.0      # 0 disables clipping
+    wd_mode: str = "coupled"
+    decay_roles: tuple[str, ...] = MATRIX_ROLES
 
     def __post_init__(self):
         p = "optim."
         _check(self.name == "adamw", p + "name", f"only 'adamw' is implemented, got {self.name!r}")
-        _check(self.lr > 0 and math.isfinite(self.lr), p + "lr", f"must be positive, got {self.lr}")
+        _check(self.lr > 0 and _finite(self.lr), p + "lr", f"must be positive, got {self.lr}")
         _check(0 <= self.b1 < 1, p + "b1", f"must be in [0, 1), got {self.b1}")
         _check(0 <= self.b2 < 1, p + "b2", f"must be in [0, 1), got {self.b2}")
-        _check(self.eps > 0, p + "eps", f"must be positive, got {self.eps}")
-        _check(self.weight_decay >= 0, p + "weight_decay", f"must be >= 0, got {self.weight_decay}")
-        _check(self.clip_norm >= 0, p + "clip_norm", f"must be >= 0, got {self.clip_norm}")
+        _check(self.eps > 0 and _finite(self.eps), p + "eps", f"must be positive, got {self.eps}")
+        _check(self.weight_decay >= 0 and _finite(self.weight_decay), p + "weight_decay",
+               f"must be >= 0, got {self.weight_decay}")
+        _check(self.clip_norm >= 0 and _finite(self.clip_norm), p + "clip_norm",
+               f"must be >= 0, got {self.clip_norm}")
+        _check(self.wd_mode in WD_MODES, p + "wd_mode", f"must be one of {WD_MODES}, got {self.wd_mode!r}")
+        _check(isinstance(self.decay_roles, tuple) and all(r in ROLES for r in self.decay_roles)
+               and len(set(self.decay_roles)) == len(self.decay_roles), p + "decay_roles",
+               f"must be distinct roles from {ROLES}, got {self.decay_roles!r}")
 
 
 @dataclass(frozen=True)
@@ -231,7 +266,8 @@ class TrainConfig:
         _check(self.log_every > 0, p + "log_every", f"must be positive, got {self.log_every}")
         _check(self.eval_tokens > 0, p + "eval_tokens", f"must be positive, got {self.eval_tokens}")
         _check(self.keep_checkpoints > 0, p + "keep_checkpoints", "must be positive")
-        _check(self.diverge_factor > 1, p + "diverge_factor", f"must be > 1, got {self.diverge_factor}")
+        _check(self.diverge_factor > 1 and _finite(self.diverge_factor), p + "diverge_factor",
+               f"must be > 1 and finite, got {self.diverge_factor}")
         _check(all(isinstance(x, int) and x > 0 for x in self.save_at_tokens), p + "save_at_tokens",
                f"must be positive token counts, got {self.save_at_tokens}")
         _check(bool(self.init_from) == (self.init_tokens > 0), p + "init_from",
@@ -286,6 +322,8 @@ def _coerce(value, tp, name: str):
         except (ValueError, SyntaxError):
             if tp is bool and value.lower() in ("true", "false"):
                 value = value.lower() == "true"
+            elif origin is tuple and typing.get_args(tp)[:1] == (str,):
+                value = tuple(x.strip() for x in value.split(",") if x.strip())   # a,b,c
             else:
                 raise ConfigError(f"{name}: cannot parse {value!r} as {getattr(tp, '__name__', tp)}") from None
     if tp is bool:
@@ -381,17 +419,43 @@ def apply_overrides(cfg: Config, overrides) -> Config:
     return _apply(cfg, tree, "")
 
 
-def from_dict(d: dict) -> Config:
-    """Inverse of Config.to_dict (unknown keys are an error)."""
-    flat = {}
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{"model": {"d_model": 64}} -> {"model.d_model": 64}."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
 
-    def walk(prefix, x):
-        for k, v in x.items():
-            if isinstance(v, dict):
-                walk(prefix + k + ".", v)
-            else:
-                flat[prefix + k] = v
-    walk("", d)
+
+def from_dict(d: dict) -> Config:
+    """Config from a (stored) nested dict, e.g. a run's config.json.
+
+    Fields added since the dict was written take their legacy value (ADDED_FIELDS), so an
+    old run means what it meant; a renamed field is read under its new name (RENAMED); a
+    field this version does not know raises SchemaError with its name.
+    """
+    if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
+        raise ConfigError(f"config: expected sections of fields, got {type(d).__name__}")
+    flat = flatten(d)
+    for old, new in RENAMED.items():
+        if old in flat:
+            flat[new] = flat.pop(old)
+    for name, value in REMOVED.items():
+        if name in flat:
+            if flat[name] != value:
+                raise SchemaError(f"{name}: set to {flat[name]!r}, but this version of bsz_lr removed the "
+                                  f"field and only behaves as {value!r} did")
+            del flat[name]
+    known = _field_names()
+    unknown = sorted(set(flat) - set(known))
+    if unknown:
+        raise SchemaError(f"{unknown[0]}: not a field of this version of bsz_lr (removed or renamed?); "
+                          "stored runs that set it are kept but not used")
+    for name, legacy in ADDED_FIELDS.items():
+        flat.setdefault(name, legacy)
     return apply_overrides(Config(), flat)
 
 
@@ -401,7 +465,85 @@ def replica_key(cfg: Config) -> Config:
                                train=dataclasses.replace(cfg.train, seed=0))
 
 
-def config_hash(cfg: Config, length: int = 12) -> str:
-    """Stable short hash of the fully resolved config (names run directories)."""
-    blob = json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"))
+# ---------------------------------------------------------------------------
+# Run identity.
+#
+# A run directory is named by config_hash(cfg), the hash of the config's canonical form:
+#   * every field of schema v1 (SCHEMA_V1: the fields of the first release), always;
+#   * a field added since, only when its value differs from its *legacy* value in ADDED_FIELDS
+#     (the value under which the code behaves as it did before the field existed);
+#   * the names of the REVISIONS that apply to the config (fixes that changed its numbers).
+# Adding a field whose default is its legacy value therefore leaves every stored run's hash,
+# status and branch links (train.init_from holds a hash) unchanged.  Changing a default later
+# does not touch ADDED_FIELDS, so configs that take the new default hash differently and train
+# afresh, and the runs stored before are still found under their old names.  A code change
+# that alters the numbers of existing configs is listed in REVISIONS: it renames the configs it
+# affects, and the store reports their old runs as stale (kept, never reused).  A renamed
+# field hashes under its old name (RENAMED); a removed one under the value it was fixed at
+# (REMOVED).  A test fails if a field is added without registering it here.
+
+SCHEMA_V1 = tuple(f"{sec}.{name}" for sec, names in {
+    "model": "vocab_size d_model n_layers n_heads d_ff qk_norm rope_base init_std ffn n_experts top_k "
+             "d_expert shared_expert moe_aux_coef moe_z_coef moe_impl",
+    "optim": "name lr b1 b2 eps weight_decay clip_norm",
+    "schedule": "kind warmup_steps warmup_tokens decay_fraction decay_shape final_lr_fraction decay_start_tokens",
+    "data": "corpus tokenizer bpe_vocab seq_len batch_size batch_stages val_tokens seed",
+    "train": "tokens steps seed scan_steps eval_every eval_tokens log_every checkpoint_every keep_checkpoints "
+             "diverge_factor save_at_tokens init_from init_tokens",
+}.items() for name in names.split())
+
+# Fields added after schema v1 -> their legacy value (frozen once added; never edit a value here).
+ADDED_FIELDS: dict[str, object] = {
+    "optim.wd_mode": "coupled",
+    "optim.decay_roles": MATRIX_ROLES,
+}
+
+# Behaviour changes that alter the numbers of some configs without a field changing: (name, applies).
+REVISIONS: tuple[tuple[str, typing.Callable[[Config], bool]], ...] = (
+    # Top-1 MoE gates were renormalised to 1, so the router got no loss gradient; now the gate is
+    # the raw top-1 probability (Switch Transformer).  top_k >= 2 is unchanged.
+    ("moe-top1-switch-gate", lambda c: c.model.ffn == "moe" and c.model.top_k == 1),
+)
+
+RENAMED: dict[str, str] = {}      # old dotted name -> new dotted name
+REMOVED: dict[str, object] = {}   # dotted name -> the only value it could have had
+
+
+def _field_names() -> list[str]:
+    return list(flatten(Config().to_dict()))
+
+
+def canonical(cfg: Config, *, revisions: bool = True) -> dict:
+    """The flat {dotted name: value} dict that config_hash hashes (see *Run identity*)."""
+    flat = json.loads(json.dumps(flatten(cfg.to_dict())))         # tuples -> lists, as stored
+    unregistered = [k for k in flat if k not in SCHEMA_V1 and k not in ADDED_FIELDS]
+    if unregistered:
+        raise ConfigError(f"{unregistered[0]}: a new config field must be registered in config.ADDED_FIELDS "
+                          "with its legacy value, so stored runs keep their identity")
+    legacy = json.loads(json.dumps(ADDED_FIELDS))
+    out = {k: v for k, v in flat.items() if k in SCHEMA_V1 or v != legacy[k]}
+    out = {({new: old for old, new in RENAMED.items()}).get(k, k): v for k, v in out.items()}
+    out.update(json.loads(json.dumps(REMOVED)))
+    if revisions:
+        revs = [name for name, applies in REVISIONS if applies(cfg)]
+        if revs:
+            out["_revisions"] = revs
+    return out
+
+
+def config_hash(cfg: Config, length: int = 12, *, revisions: bool = True) -> str:
+    """Stable short hash of the config's canonical form (names run directories)."""
+    nested: dict = {}
+    for key, value in canonical(cfg, revisions=revisions).items():
+        *secs, name = key.split(".")
+        node = nested
+        for sec in secs:
+            node = node.setdefault(sec, {})
+        node[name] = value
+    blob = json.dumps(nested, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def stale_revisions(cfg: Config) -> list[str]:
+    """The REVISIONS that apply to cfg (a run stored under its pre-revision hash predates them)."""
+    return [name for name, applies in REVISIONS if applies(cfg)]

@@ -34,17 +34,25 @@ def add_decayed_weights_tree(wd) -> optax.GradientTransformation:
 
 
 def build_optimizer(cfg: OptimConfig, params, model_cfg: ModelConfig) -> optax.GradientTransformation:
-    """AdamW: clip -> Adam moments -> decoupled WD (matrices) -> per-param LR mults -> -lr."""
+    """AdamW: clip -> Adam moments -> [decoupled WD] -> per-param LR mults -> [WD] -> -lr.
+
+    The decay acts on the roles in `cfg.decay_roles`, with the parameterization's per-role WD
+    multipliers.  wd_mode "coupled" adds it before the LR multipliers (they scale it too, as in
+    torch's AdamW); "independent" adds it after them, so the decay step is lr * wd * param for
+    every role whatever its LR multiplier (muP keeps eta * lambda per module fixed).
+    """
     roles = param_roles(params)
     lr_mult = pz.lr_multipliers(roles, model_cfg)
-    wd = jax.tree.map(lambda m: cfg.weight_decay * m, pz.wd_multipliers(roles, model_cfg))
+    decays = set(cfg.decay_roles)
+    wd = jax.tree.map(lambda r, m: cfg.weight_decay * m if r in decays else 0.0,
+                      roles, pz.wd_multipliers(roles, model_cfg))
+    decay, mult = add_decayed_weights_tree(wd), scale_by_tree(lr_mult)
 
     def chain(learning_rate):
         return optax.chain(
             optax.clip_by_global_norm(cfg.clip_norm) if cfg.clip_norm > 0 else optax.identity(),
             optax.scale_by_adam(b1=cfg.b1, b2=cfg.b2, eps=cfg.eps),
-            add_decayed_weights_tree(wd),
-            scale_by_tree(lr_mult),
+            *((decay, mult) if cfg.wd_mode == "coupled" else (mult, decay)),
             optax.scale_by_learning_rate(learning_rate),
         )
     return optax.inject_hyperparams(chain)(learning_rate=cfg.lr)

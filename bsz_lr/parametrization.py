@@ -33,5 +33,5 @@ def lr_multipliers(roles, cfg: ModelConfig):
 
 
 def wd_multipliers(roles, cfg: ModelConfig):
-    """Per-parameter weight-decay multipliers; decay applies to matrices only (vectors get 0)."""
-    return jax.tree.map(lambda r: 0.0 if r == "vector" else 1.0, roles)
+    """Per-parameter weight-decay multipliers (SP: all 1; which roles decay is optim.decay_roles)."""
+    return jax.tree.map(lambda r: 1.0, roles)

@@ -10,7 +10,10 @@
 Every file is written atomically (temp file + rename) or append-only with torn-line
 tolerance.  A run whose files contradict each other is *corrupt*: it is reported,
 moved aside to `<hash>.corrupt-<time>` (nothing is deleted) and trained again.
-Knows nothing of JAX.
+Two states keep a run in place but out of use (see config.py, *Run identity*):
+*stale* (trained before a REVISION changed the numbers of its config: the new config
+has another hash, so it trains in another directory) and *incompatible* (its config
+names a field this version of bsz_lr does not have).  Knows nothing of JAX.
 """
 
 from __future__ import annotations
@@ -22,12 +25,15 @@ import os
 import time
 from pathlib import Path
 
-from .config import config_hash, from_dict
+from .config import SchemaError, config_hash, flatten, from_dict
+from .metrics import METRICS
 
-__all__ = ["DONE", "run_state", "quarantine", "RunLock", "metrics_sha256", "load_runs", "load_table",
-           "record_attempt", "read_json", "write_json_atomic", "read_status", "checkpoint_steps"]
+__all__ = ["DONE", "UNUSABLE", "run_state", "quarantine", "RunLock", "metrics_sha256", "load_runs",
+           "load_table", "record_attempt", "read_json", "write_json_atomic", "read_status",
+           "checkpoint_steps", "read_metrics", "curve"]
 
 DONE = ("completed", "diverged")      # terminal: a re-run of the sweep never trains these again
+UNUSABLE = ("stale", "incompatible")  # kept in place, never used or trained into
 
 
 def write_json_atomic(path: Path, obj) -> None:
@@ -56,16 +62,22 @@ def metrics_sha256(run_dir: Path) -> str:
 
 
 def run_state(run_dir: Path) -> tuple[str, str]:
-    """(state, reason): new, running (interrupted or in progress), failed, completed, diverged or corrupt."""
+    """(state, reason): new, running (in progress or killed), interrupted, failed, completed, diverged,
+    corrupt, stale or incompatible."""
     d = Path(run_dir)
     if not (d / "config.json").exists():
         return ("corrupt", "files but no config.json") if d.exists() and any(
             p.name in ("metrics.jsonl", "status.json") for p in d.iterdir()) else ("new", "")
     try:
         cfg = from_dict(read_json(d / "config.json"))
+    except SchemaError as e:
+        return "incompatible", f"config.json: {e}"
     except Exception as e:  # any malformed content (null, a list, wrong types) is corruption
         return "corrupt", f"unreadable config.json ({type(e).__name__}: {e})"
     if config_hash(cfg) != d.name:
+        if config_hash(cfg, revisions=False) == d.name:
+            from .config import stale_revisions
+            return "stale", f"trained before revision(s) {', '.join(stale_revisions(cfg))} changed its numbers"
         return "corrupt", f"config.json hashes to {config_hash(cfg)}, not {d.name}"
     if not (d / "status.json").exists():
         return "running", "no status yet"
@@ -144,62 +156,74 @@ def record_attempt(run_dir: Path, start_step: int) -> None:
                             "start_step": start_step}) + "\n")
 
 
-def _metrics(d: Path) -> list[dict]:
+def read_metrics(path: Path, upto: int | None = None) -> list[dict]:
+    """The lines of a metrics.jsonl up to step `upto`; a torn line (a kill mid-write) ends the file."""
+    path = Path(path)
+    if not path.exists():
+        return []
     rows = []
-    for line in (d / "metrics.jsonl").read_text().splitlines():
+    for line in path.read_text().splitlines():
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
             break
+        if upto is not None and row["step"] > upto:
+            break
+        rows.append(row)
     return rows
 
 
-def load_runs(root: Path, name: str, profile: str, *, with_metrics: bool = True) -> list[dict]:
-    """Every run of an experiment profile: hash, dir, config, status, state, metrics rows."""
+def curve(run: dict, name: str, x: str = "tokens", *, skip_start: bool = False) -> tuple[list, list]:
+    """(xs, values) of metric `name` (see metrics.METRICS) in a run from load_runs: every line that has it."""
+    if name not in METRICS:
+        raise KeyError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
+    pts = [(r[x], r[name]) for r in run["metrics"] if name in r and not (skip_start and r[x] == 0)]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def load_runs(root: Path, name: str, profile: str, *, with_metrics: bool = True, only=None,
+              quiet: bool = False) -> list[dict]:
+    """Every usable run of an experiment profile: hash, dir, config, status, state, metrics rows.
+
+    `only`: a set of hashes (e.g. the runs of the experiment's current expansion) to restrict to.
+    Corrupt, stale and incompatible runs are reported (unless quiet) and left out.
+    """
     out = []
     base = Path(root) / name / profile
     for d in sorted(p for p in base.glob("*") if p.is_dir() and "." not in p.name):
+        if only is not None and d.name not in only:
+            continue
         state, reason = run_state(d)
-        if state in ("new", "corrupt"):
-            if state == "corrupt":
-                print(f"store: {d} is corrupt ({reason}); not used")
+        if state == "new" or state == "corrupt" or state in UNUSABLE:
+            if state != "new" and not quiet:
+                print(f"store: {d} is {state} ({reason}); not used")
             continue
         status = read_json(d / "status.json") if (d / "status.json").exists() else {"status": state}
         out.append({"hash": d.name, "dir": str(d), "config": read_json(d / "config.json"),
                     "status": status, "state": state,
-                    "metrics": _metrics(d) if with_metrics and (d / "metrics.jsonl").exists() else []})
+                    "metrics": read_metrics(d / "metrics.jsonl") if with_metrics else []})
     return out
 
 
-def _flatten(prefix: str, x: dict, out: dict) -> dict:
-    for k, v in x.items():
-        if isinstance(v, dict):
-            _flatten(f"{prefix}{k}.", v, out)
-        else:
-            out[prefix + k] = v
-    return out
-
-
-def load_table(root: Path, name: str, profile: str) -> list[dict]:
+def load_table(root: Path, name: str, profile: str, *, only=None) -> list[dict]:
     """One flat row per run: dotted config columns, status columns, final and curve metrics.
 
-    Curves are lists: `curve.tokens`/`curve.val_loss` (evaluations) and
-    `curve.train_tokens`/`curve.train_loss` (logged train loss).  Pass the rows to
-    `pandas.DataFrame(rows)` if you like tables.
+    For every logged metric NAME (metrics.METRICS): `curve.NAME` (values) and `curve.NAME.tokens`
+    (the token counts of the lines that hold it).  Pass the rows to `pandas.DataFrame(rows)` if
+    you like tables.  `only` restricts to a set of run hashes.
     """
     rows = []
-    for r in load_runs(root, name, profile):
+    for r in load_runs(root, name, profile, only=only):
         row = {"hash": r["hash"], "dir": r["dir"], "state": r["state"]}
-        _flatten("", r["config"], row)
+        row.update(flatten(r["config"]))
         st = r["status"]
         for k in ("status", "reason", "step", "tokens", "final_train_loss", "final_val_loss", "wall_time"):
             row[k] = st.get(k)
         for k, v in (st.get("params") or {}).items():
             row[f"params.{k}"] = v
-        m = r["metrics"]
-        row["curve.tokens"] = [x["tokens"] for x in m if "val_loss" in x]
-        row["curve.val_loss"] = [x["val_loss"] for x in m if "val_loss" in x]
-        row["curve.train_tokens"] = [x["tokens"] for x in m if "train_loss" in x]
-        row["curve.train_loss"] = [x["train_loss"] for x in m if "train_loss" in x]
+        present = {k for line in r["metrics"] for k in line}
+        for m in METRICS.values():
+            if m.kind != "host" and m.name in present:
+                row[f"curve.{m.name}.tokens"], row[f"curve.{m.name}"] = curve(r, m.name)
         rows.append(row)
     return rows

@@ -23,6 +23,7 @@ Nothing here imports JAX until a worker trains.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import importlib.util
@@ -34,11 +35,14 @@ import queue
 import sys
 import time
 import traceback
+import uuid
 from pathlib import Path
 
 from .config import Config, ConfigError, apply_overrides, config_hash, replica_key
 from .schedules import BatchSchedule
-from .store import DONE, RunLock, checkpoint_steps, quarantine, run_state, write_json_atomic
+from .signals import EXIT_CODES, StopRequest
+from .store import (DONE, UNUSABLE, RunLock, checkpoint_steps, quarantine, read_status, run_state,
+                    write_json_atomic)
 
 __all__ = ["Experiment", "load_experiment", "expand", "plan_runs", "RunSpec", "run_sweep", "worker_loop", "branch_configs", "shard",
            "group_units"]
@@ -54,9 +58,11 @@ class Experiment:
     profiles: dict
     branches: dict | None = None
     figures: tuple = ()
+    path: str = ""
 
 
 def load_experiment(path_or_name: str) -> Experiment:
+    """Read and check an experiment file; any problem is one ConfigError naming the file (and line)."""
     path = Path(path_or_name)
     if not path.suffix:
         path = EXPERIMENTS_DIR / f"{path_or_name}.py"
@@ -64,10 +70,68 @@ def load_experiment(path_or_name: str) -> Experiment:
         raise ConfigError(f"experiment: no file {path}")
     spec = importlib.util.spec_from_file_location(f"bsz_lr_experiment_{path.stem}", path)
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return Experiment(getattr(mod, "NAME", path.stem), dict(getattr(mod, "BASE", {})),
-                      dict(getattr(mod, "GRID", {})), dict(getattr(mod, "PROFILES", {})),
-                      getattr(mod, "BRANCHES", None), tuple(getattr(mod, "FIGURES", ())))
+    try:
+        spec.loader.exec_module(mod)
+    except SyntaxError as e:
+        raise ConfigError(f"experiment {path}:{e.lineno}: syntax error: {e.msg}") from None
+    except Exception as e:
+        tb = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename) == path.resolve()
+              or f.filename == str(path)]
+        where = f":{tb[-1].lineno}" if tb else ""
+        raise ConfigError(f"experiment {path}{where}: {type(e).__name__}: {e}") from None
+    exp = Experiment(getattr(mod, "NAME", path.stem), getattr(mod, "BASE", {}), getattr(mod, "GRID", {}),
+                     getattr(mod, "PROFILES", {}), getattr(mod, "BRANCHES", None), getattr(mod, "FIGURES", ()),
+                     str(path))
+    _validate(exp)
+    return exp
+
+
+def _validate(exp: Experiment) -> None:
+    where = f"experiment {exp.path}"
+
+    def need(cond, msg):
+        if not cond:
+            raise ConfigError(f"{where}: {msg}")
+    need(isinstance(exp.name, str) and exp.name and "/" not in exp.name and not exp.name.startswith("."),
+         f"NAME must be a plain non-empty string, got {exp.name!r}")
+    need(isinstance(exp.base, dict), f"BASE must be a dict of overrides, got {type(exp.base).__name__}")
+    need(isinstance(exp.profiles, dict) and exp.profiles, "PROFILES must be a non-empty dict of profiles")
+    need(isinstance(exp.figures, (list, tuple)) and all(isinstance(f, str) for f in exp.figures),
+         "FIGURES must be a list of figure names")
+    _check_grid(exp.grid, f"{where}: GRID")
+    _check_branches(exp.branches, f"{where}: BRANCHES")
+    for name, prof in exp.profiles.items():
+        need(isinstance(prof, dict), f"profile {name!r} must be a dict of overrides, got {type(prof).__name__}")
+        if "grid" in prof:
+            _check_grid(prof["grid"], f"{where}: profile {name!r} grid")
+        if "branches" in prof:
+            _check_branches(prof["branches"], f"{where}: profile {name!r} branches")
+
+
+def _check_grid(grid, where: str) -> None:
+    if not isinstance(grid, dict):
+        raise ConfigError(f"{where} must be a dict of key -> list of values, got {type(grid).__name__}")
+    for k, v in grid.items():
+        if not isinstance(v, (list, tuple)):
+            raise ConfigError(f"{where}[{k!r}] must be a list of values, got {v!r} (write [{v!r}] for one value)")
+        if not v:
+            raise ConfigError(f"{where}[{k!r}] is an empty list: the grid would have no runs")
+
+
+def _check_branches(br, where: str) -> None:
+    if br is None:
+        return
+    if not isinstance(br, dict):
+        raise ConfigError(f"{where} must be a dict with at_tokens (and fraction, shape, final)")
+    unknown = set(br) - {"at_tokens", "fraction", "shape", "final"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: at_tokens, fraction, shape, final")
+    at = br.get("at_tokens")
+    if not (isinstance(at, (list, tuple)) and at and all(isinstance(x, (int, float)) and x > 0 for x in at)):
+        raise ConfigError(f"{where}: at_tokens must be a non-empty list of positive token counts, got {at!r}")
+    f = br.get("fraction", 0.2)
+    if not (isinstance(f, (int, float)) and 0 < f < 1):
+        raise ConfigError(f"{where}: fraction must be in (0, 1), got {f!r}")
 
 
 def _profile(exp: Experiment, profile: str) -> tuple[dict, dict, dict | None]:
@@ -97,9 +161,13 @@ def branch_configs(parent: Config, branches: dict) -> list[Config]:
     if not 0 < f < 1:
         raise ConfigError(f"branches.fraction: must be in (0, 1), got {f}")
     b = BatchSchedule.from_config(parent)
+    total = b.tokens_before(parent.train.steps or b.steps_for_tokens(parent.train.tokens))
     out = []
     for d in branches["at_tokens"]:
         start = b.tokens_before(b.steps_for_tokens(int(d)))
+        if start > total:
+            raise ConfigError(f"branches.at_tokens: {int(d):,} is past the end of the stable run "
+                              f"({total:,} tokens); lengthen train.tokens or drop the branch point")
         out.append(apply_overrides(parent, {
             "schedule.kind": "wsd", "schedule.decay_fraction": f,
             "schedule.decay_shape": branches.get("shape", "1-sqrt"),
@@ -152,12 +220,23 @@ def shard(specs: list[RunSpec], i: int, n: int) -> list[RunSpec]:
 
 # ---------------------------------------------------------------------------
 # Workers.
+#
+# Every worker walks the same list of units (a run, or a group of vmapped replicas) and claims
+# each with a file lock.  A run that fails is marked with the sweep's id, so the other workers of
+# the same sweep do not retry it; the next sweep invocation retries it once.
 
-def _record_failure(spec: RunSpec, reason: str) -> None:
+def _record_failure(spec: RunSpec, reason: str, sweep_id: str) -> None:
     spec.dir.mkdir(parents=True, exist_ok=True)
     if not (spec.dir / "config.json").exists():
         write_json_atomic(spec.dir / "config.json", spec.cfg.to_dict())
-    write_json_atomic(spec.dir / "status.json", {"status": "failed", "reason": reason})
+    st = read_status(spec.dir) or {}
+    st.update(status="failed", reason=reason, sweep=sweep_id)
+    write_json_atomic(spec.dir / "status.json", st)
+
+
+def _failed_in(spec: RunSpec, sweep_id: str) -> bool:
+    st = read_status(spec.dir)
+    return bool(st and st.get("status") == "failed" and st.get("sweep") == sweep_id)
 
 
 def _parent_gate(spec: RunSpec, pending_dirs=frozenset()) -> str:
@@ -167,7 +246,7 @@ def _parent_gate(spec: RunSpec, pending_dirs=frozenset()) -> str:
     if spec.parent in pending_dirs or RunLock(spec.parent).held_elsewhere():
         return "wait"
     state, reason = run_state(spec.parent)
-    if state in DONE or state == "failed":
+    if state in DONE or state in ("failed", "interrupted") or state in UNUSABLE:
         return f"parent {spec.parent.name} is {state} without a checkpoint at step {spec.init_step}" + (
             f" ({reason})" if reason else "")
     return "wait"
@@ -178,7 +257,7 @@ def _latest_checkpoint(spec: RunSpec):
     return steps[-1] if steps else None
 
 
-def _train_unit(unit: list[RunSpec], log, progress: bool, position: int) -> list[str]:
+def _train_unit(unit: list[RunSpec], log, progress: bool, position: int, sweep_id: str) -> list[str]:
     """Train one run, or several as vmapped replicas; failures are recorded, never raised."""
     from .train import enable_compilation_cache, train_group
     enable_compilation_cache()
@@ -194,8 +273,7 @@ def _train_unit(unit: list[RunSpec], log, progress: bool, position: int) -> list
         log(f"{unit[0].dir.name}{' +' if len(unit) > 1 else ''}: failed: {reason}\n"
             f"{traceback.format_exc(limit=3)}")
         for spec in unit:
-            if run_state(spec.dir)[0] != "failed":
-                _record_failure(spec, reason)
+            _record_failure(spec, reason, sweep_id)
         return ["failed"] * len(unit)
     return [st["status"] for st in sts]
 
@@ -213,48 +291,54 @@ def _claim(unit: list[RunSpec]) -> list[RunLock] | None:
 
 
 def worker_loop(units: list[list[RunSpec]], wid: int = 0, *, core: int | None = None, events=None,
-                progress: bool = True, poll: float = 0.5) -> None:
-    """Train every claimable unit (a run, or a group of vmapped replicas); wait for branches' parents."""
+                progress: bool = True, poll: float = 0.5, sweep_id: str = "") -> None:
+    """Train every claimable unit (a run, or a group of vmapped replicas); wait for branches' parents.
+
+    SIGINT / SIGTERM: the run in training checkpoints and stops (`interrupted`); no new unit starts.
+    """
     if core is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {core})
     emit = events.put if events is not None else (lambda e: print(*e, flush=True))
     log = lambda msg: emit(("log", wid, msg))
     pending = [list(u) for u in units]
-    while pending:
-        progressed = False
-        for unit in list(pending):
-            unit[:] = [s for s in unit if run_state(s.dir)[0] not in DONE]
-            if not unit:
+    with StopRequest() as stop:
+        while pending and not stop.requested:
+            progressed = False
+            for unit in list(pending):
+                unit[:] = [s for s in unit if run_state(s.dir)[0] not in DONE + UNUSABLE
+                           and not _failed_in(s, sweep_id)]
+                if not unit:
+                    pending.remove(unit)
+                    continue
+                pending_dirs = frozenset(s.dir for u in pending for s in u if u is not unit)
+                gates = [_parent_gate(s, pending_dirs) for s in unit]
+                if "wait" in gates:
+                    continue
+                locks = _claim(unit)
+                if locks is None:
+                    continue                       # another process is training it
+                try:
+                    todo = [s for s in unit if run_state(s.dir)[0] not in DONE + UNUSABLE
+                            and not _failed_in(s, sweep_id)]     # re-check under the locks
+                    blocked = [(s, g) for s, g in zip(unit, gates) if g != "ready" and s in todo]
+                    for s, g in blocked:
+                        _record_failure(s, g, sweep_id)
+                        emit(("done", wid, f"{s.dir.name}: failed ({g})"))
+                    todo = [s for s in todo if s not in {b for b, _ in blocked}]
+                    # Replicas must start from the same point; otherwise train them one by one.
+                    parts = [todo] if len({_latest_checkpoint(s) for s in todo}) <= 1 else [[s] for s in todo]
+                    for part in (p for p in parts if p and not stop.requested):
+                        emit(("start", wid, part[0].dir.name))
+                        for s, result in zip(part, _train_unit(part, log, progress, wid + 1, sweep_id)):
+                            emit(("done", wid, f"{s.dir.name}: {result}"))
+                finally:
+                    for lock in locks:
+                        lock.release()
                 pending.remove(unit)
-                continue
-            pending_dirs = frozenset(s.dir for u in pending for s in u if u is not unit)
-            gates = [_parent_gate(s, pending_dirs) for s in unit]
-            if "wait" in gates:
-                continue
-            locks = _claim(unit)
-            if locks is None:
-                continue                       # another process is training it
-            try:
-                todo = [s for s in unit if run_state(s.dir)[0] not in DONE]   # re-check under the locks
-                blocked = [(s, g) for s, g in zip(unit, gates) if g != "ready" and s in todo]
-                for s, g in blocked:
-                    _record_failure(s, g)
-                    emit(("done", wid, f"{s.dir.name}: failed ({g})"))
-                todo = [s for s in todo if s not in {b for b, _ in blocked}]
-                # Replicas must start from the same point; otherwise train them one by one.
-                parts = [todo] if len({_latest_checkpoint(s) for s in todo}) <= 1 else [[s] for s in todo]
-                for part in (p for p in parts if p):
-                    emit(("start", wid, part[0].dir.name))
-                    for s, result in zip(part, _train_unit(part, log, progress, wid + 1)):
-                        emit(("done", wid, f"{s.dir.name}: {result}"))
-            finally:
-                for lock in locks:
-                    lock.release()
-            pending.remove(unit)
-            progressed = True
-            break                              # re-scan from the longest pending unit
-        if pending and not progressed:
-            time.sleep(poll)                   # runs held by other processes, or branches waiting
+                progressed = True
+                break                              # re-scan from the longest pending unit
+            if pending and not progressed:
+                time.sleep(poll)                   # runs held by other processes, or branches waiting
 
 
 def group_units(specs: list[RunSpec], vmap: int) -> list[list[RunSpec]]:
@@ -283,29 +367,79 @@ class _Direct:
         self.put = fn
 
 
+def check_runs_dir(root: Path) -> None:
+    """One-line error if the result store cannot be written (a file, read-only, missing parent)."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--runs {root}: is a file, not a directory")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"--runs {root}: cannot write there ({e.strerror or e})") from None
+
+
+def _dry_run(exp: Experiment, profile: str, specs: list[RunSpec]) -> int:
+    for s in specs:
+        state, reason = run_state(s.dir)
+        kind = f"branch of {s.parent.name} at {s.cfg.train.init_tokens:,} tokens" if s.parent else "run"
+        print(f"{exp.name}/{profile}/{s.dir.name}  {state:9} {kind}  ~{s.cost:.2e} FLOPs"
+              + (f"  ({reason})" if reason else ""))
+    return 0
+
+
+def _run_workers(units, workers: int, pin: bool, progress: bool, sweep_id: str, handle, stop) -> list[str]:
+    """Worker processes over the units; returns a line per worker that died abnormally."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(workers))
+    ctx = mp.get_context("spawn")          # JAX and fork do not mix
+    q = ctx.Queue()
+    procs = [ctx.Process(target=worker_loop, args=(units, i),
+                         kwargs=dict(core=cores[i % len(cores)] if pin else None, events=q,
+                                     progress=progress, sweep_id=sweep_id), daemon=True)
+             for i in range(workers)]
+    for p in procs:
+        p.start()
+    forwarded = False
+    while any(p.is_alive() for p in procs) or not q.empty():
+        if stop.requested and not forwarded:   # a SIGTERM to this process alone reaches the workers too
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+            forwarded = True
+        try:
+            handle(q.get(timeout=0.5))
+        except queue.Empty:
+            continue
+    for p in procs:
+        p.join()
+    return [f"worker {i} exited with code {p.exitcode}" for i, p in enumerate(procs)
+            if p.exitcode not in (0, None) and not stop.requested]
+
+
 def run_sweep(exp: Experiment, profile: str, root: Path, *, workers: int = 1, shard_spec=(0, 1),
               dry_run: bool = False, progress: bool = True, pin: bool = True, vmap: int = 1) -> int:
-    """Run (or list) a profile's runs; returns 1 if any run failed, else 0.
+    """Run (or list) a profile's runs.  Returns 0 when every run of the slice is completed or
+    diverged; 1 (naming them) when any is not; 130 / 143 after SIGINT / SIGTERM.
 
     vmap > 1 trains up to that many new runs differing only in LR / init seed as one vmapped
     program (pays on accelerators; slower on a 2-core CPU, see `make bench`).
     """
+    if workers < 1 or vmap < 1:
+        raise ConfigError(f"--workers and --vmap must be >= 1, got {workers} and {vmap}")
     specs = shard(plan_runs(exp, profile, root), *shard_spec)
     if dry_run:
-        for s in specs:
-            state, reason = run_state(s.dir)
-            kind = f"branch of {s.parent.name} at {s.cfg.train.init_tokens:,} tokens" if s.parent else "run"
-            print(f"{exp.name}/{profile}/{s.dir.name}  {state:9} {kind}  ~{s.cost:.2e} FLOPs"
-                  + (f"  ({reason})" if reason else ""))
-        return 0
+        return _dry_run(exp, profile, specs)
+    check_runs_dir(root)
     from tqdm.auto import tqdm
-    t0 = time.time()
+    t0, sweep_id = time.time(), uuid.uuid4().hex[:12]
     todo = sum(run_state(s.dir)[0] not in DONE for s in specs)
     bar = tqdm(total=len(specs), initial=len(specs) - todo, unit="run", desc=f"{exp.name}/{profile}",
-               disable=not progress, position=0, dynamic_ncols=True)
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(workers))
+               disable=None if progress else True, position=0, dynamic_ncols=True)
     units = group_units(specs, vmap)
     workers = max(1, min(workers, todo, len(units)))
+
     def handle(e):
         if e[0] == "done":
             bar.update(1)
@@ -313,27 +447,25 @@ def run_sweep(exp: Experiment, profile: str, root: Path, *, workers: int = 1, sh
         elif e[0] == "log":
             bar.write(f"[worker {e[1]}] {e[2]}", file=sys.stderr)
 
-    if workers == 1:
-        worker_loop(units, 0, events=_Direct(handle), progress=progress)
-    else:
-        ctx = mp.get_context("spawn")          # JAX and fork do not mix
-        q = ctx.Queue()
-        procs = [ctx.Process(target=worker_loop, args=(units, i),
-                             kwargs=dict(core=cores[i % len(cores)] if pin else None, events=q,
-                                         progress=progress), daemon=True)
-                 for i in range(workers)]
-        for p in procs:
-            p.start()
-        while any(p.is_alive() for p in procs) or not q.empty():
-            try:
-                handle(q.get(timeout=0.5))
-            except queue.Empty:
-                continue
-        for p in procs:
-            p.join()
+    with StopRequest() as stop:
+        if workers == 1:
+            worker_loop(units, 0, events=_Direct(handle), progress=progress, sweep_id=sweep_id)
+            crashed = []
+        else:
+            crashed = _run_workers(units, workers, pin, progress, sweep_id, handle, stop)
     bar.close()
-    states = [run_state(s.dir)[0] for s in specs]
-    summary = {k: states.count(k) for k in sorted(set(states))}
-    print(f"{exp.name}/{profile}: " + ", ".join(f"{v} {k}" for k, v in summary.items())
-          + f" ({todo} trained in {time.time() - t0:.0f} s with {workers} worker(s))", flush=True)
-    return 1 if summary.get("failed") else 0
+    states = [run_state(s.dir) for s in specs]
+    summary = collections.Counter(st for st, _ in states)
+    print(f"{exp.name}/{profile}: " + ", ".join(f"{v} {k}" for k, v in sorted(summary.items()))
+          + f" ({todo} to train, {time.time() - t0:.0f} s with {workers} worker(s))", flush=True)
+    for line in crashed:
+        print(f"{exp.name}/{profile}: {line}", file=sys.stderr)
+    unfinished = [(s, st, why) for s, (st, why) in zip(specs, states) if st not in DONE]
+    for s, st, why in unfinished:
+        print(f"{exp.name}/{profile}: not finished: {s.dir.name} {st}" + (f" ({why})" if why else ""),
+              file=sys.stderr)
+    if stop.requested:
+        print(f"{exp.name}/{profile}: stopped by {stop.name}; run the same command again to resume",
+              file=sys.stderr)
+        return EXIT_CODES.get(stop.signum, 1)
+    return 1 if unfinished or crashed else 0

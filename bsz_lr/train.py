@@ -1,19 +1,25 @@
 """The trainer: a jitted lax.scan over optimizer steps, held-out eval, metrics, checkpoints, resume.
 
 A run directory holds `config.json`, `metrics.jsonl` (one line per `log_every`
-steps and per evaluation), `status.json` and `ckpt/` (orbax: params, optimizer
-state, step and data position).  Calling `train` again on the same directory
-resumes from the latest checkpoint and reproduces the uninterrupted run's numbers
-exactly: the data order and the LR are pure functions of the step, and metrics
-lines past the checkpoint are dropped and recomputed.
+steps and per evaluation; the fields are defined in metrics.py), `status.json` and
+`ckpt/` (orbax: params, optimizer state, step and data position).  Calling `train`
+again on the same directory resumes from the latest checkpoint and reproduces the
+uninterrupted run's numbers exactly: the data order and the LR are pure functions
+of the step, and metrics lines past the checkpoint are dropped and recomputed.
 
-Compiled functions are cached per (model config, optimizer config without LR), so
-runs of one shape in one process compile once; LR, schedule and run length are
-fed as data.
+Compiled functions are cached per (model config, optimizer config without LR, metric
+set), so runs of one shape in one process compile once; LR, schedule and run length
+are fed as data.  A run calls its step with `train.scan_steps` steps per call, or one
+step per call to reach a stop that is not on that grid (a kept checkpoint, a batch
+change, the end): at most two compiled lengths per batch shape.
+
+SIGINT / SIGTERM (signals.StopRequest) end a run at the next chunk boundary with a
+checkpoint and `status: interrupted`.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import json
@@ -31,14 +37,16 @@ import numpy as np
 import optax
 
 from . import data as data_lib
+from . import metrics as metrics_lib
 from .config import Config, ConfigError, ModelConfig, OptimConfig, from_dict, replica_key
 from .model import Transformer, init_params, param_counts
 from .optim import build_optimizer, set_lr
 from .schedules import BatchSchedule, lr_factor
-from .store import DONE, metrics_sha256, read_status, record_attempt, write_json_atomic
+from .signals import StopRequest, maybe_inject_fault
+from .store import DONE, metrics_sha256, read_metrics, read_status, record_attempt, write_json_atomic
 
-__all__ = ["TrainState", "train", "train_group", "replicated_fns", "RunPlan", "plan", "loss_fn", "compiled_fns", "write_json_atomic",
-           "read_status", "enable_compilation_cache"]
+__all__ = ["TrainState", "train", "train_group", "replicated_fns", "RunPlan", "plan", "loss_fn",
+           "compiled_fns", "step_fns", "read_status", "enable_compilation_cache", "compile_counts", "load_run_config"]
 
 logging.getLogger("absl").setLevel(logging.ERROR)
 
@@ -58,6 +66,24 @@ def enable_compilation_cache(path: str | None = None) -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+# XLA compilations in this process, by function name (persistent-cache hits included: each is a
+# program the process had to build).  Tests use it to prove a run compiles only what it needs.
+_COMPILES: collections.Counter = collections.Counter()
+
+
+def _count_compile(event: str, duration: float, **kw) -> None:
+    if event == "/jax/core/compile/backend_compile_duration":
+        _COMPILES[kw.get("fun_name", "?")] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compile)
+
+
+def compile_counts() -> collections.Counter:
+    """A copy of the per-function count of XLA compilations so far in this process."""
+    return collections.Counter(_COMPILES)
+
+
 # ---------------------------------------------------------------------------
 # Pure step functions.
 
@@ -72,21 +98,26 @@ def loss_fn(model: Transformer, params, batch_BxT1):
 
 class StepFns(NamedTuple):
     init_state: Callable      # seed -> TrainState
-    train_chunk: Callable     # (state, batches_KxBxT1, lrs_K) -> (state, metrics_K), jitted
+    train_chunk: Callable     # (state, batches_KxBxT1, lrs_K) -> (state, {metric: [K]}), jitted
     eval_batch: Callable      # (params, batch_BxT1) -> mean cross-entropy, jitted
     raw_chunk: Callable | None  # train_chunk before jit (for vmap)
 
 
 @functools.lru_cache(maxsize=32)
-def compiled_fns(model_cfg: ModelConfig, optim_cfg: OptimConfig):
-    """StepFns for one model/optimizer shape, jitted once per process (LR and schedule are inputs)."""
+def compiled_fns(model_cfg: ModelConfig, optim_cfg: OptimConfig, metric_names: tuple[str, ...] = ()):
+    """StepFns for one model/optimizer shape, jitted once per process (LR and schedule are inputs).
+
+    metric_names: the step metrics (metrics.METRICS) the chunk returns, one value per step.
+    """
     model = Transformer(model_cfg)
     abstract = jax.eval_shape(lambda: init_params(model_cfg, jax.random.key(0)))
     optimizer = build_optimizer(optim_cfg, abstract, model_cfg)
+    opt_init = jax.jit(optimizer.init)
+    step_metrics = [metrics_lib.METRICS[n] for n in metric_names]
 
     def init_state(seed):
         params = init_params(model_cfg, jax.random.key(seed))
-        return TrainState(jnp.zeros((), jnp.int32), params, jax.jit(optimizer.init)(params))
+        return TrainState(jnp.zeros((), jnp.int32), params, opt_init(params))
 
     def one_step(state: TrainState, inputs):
         batch_BxT1, lr = inputs
@@ -94,8 +125,9 @@ def compiled_fns(model_cfg: ModelConfig, optim_cfg: OptimConfig):
             state.params, batch_BxT1)
         opt_state = set_lr(state.opt_state, lr)
         updates, opt_state = optimizer.update(grads, opt_state, state.params)
+        out = metrics_lib.StepOutputs(ce, aux, grads, updates, state.params, lr)
+        metrics = {m.name: m.compute(out) for m in step_metrics}
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": ce, "grad_norm": optax.tree.norm(grads), "lb_loss": aux["lb_loss"]}
         return TrainState(state.step + 1, params, opt_state), metrics
 
     def chunk(state, batches_KxBxT1, lrs_K):
@@ -110,14 +142,14 @@ def compiled_fns(model_cfg: ModelConfig, optim_cfg: OptimConfig):
 
 
 @functools.lru_cache(maxsize=8)
-def replicated_fns(model_cfg: ModelConfig, optim_cfg: OptimConfig):
+def replicated_fns(model_cfg: ModelConfig, optim_cfg: OptimConfig, metric_names: tuple[str, ...] = ()):
     """The same steps vmapped over R replicas (LRs and/or seeds) in one compiled program.
 
     train_chunk(states_R, batches_KxBxT1 | batches_RxKxBxT1, lrs_RxK): a batch shared by all
     replicas (LR sweep on one data order) or one per replica (seeds).  Pays on accelerators;
     slower than one-after-another on a 2-core CPU (see `make bench`).
     """
-    f = compiled_fns(model_cfg, optim_cfg)
+    f = compiled_fns(model_cfg, optim_cfg, metric_names)
     donate = () if jax.default_backend() == "cpu" else (0,)
     shared = jax.jit(jax.vmap(f.raw_chunk, in_axes=(0, None, 0)), donate_argnums=donate)
     own = jax.jit(jax.vmap(f.raw_chunk, in_axes=(0, 0, 0)), donate_argnums=donate)
@@ -145,11 +177,15 @@ class RunPlan:
     init_step: int                  # a decay branch starts here from its parent; else 0
 
     def lrs(self, start: int, n: int) -> np.ndarray:
+        """The LR of steps start .. start+n-1: the schedule at the tokens consumed before each step."""
         x = np.array([self.batch.tokens_before(s) for s in range(start, start + n)], dtype=np.float64)
         f = lr_factor(self.cfg.schedule, x, self.total_tokens, self.warmup_tokens)
         return (self.cfg.optim.lr * f).astype(np.float32)
 
     def chunk_len(self, step: int, end: int) -> int:
+        """Steps until the next stop: the scan grid, an eval, a checkpoint, a batch change, the end.
+
+        It is scan_steps, except before a stop off the grid; such a remainder runs as single steps."""
         t = self.cfg.train
         stops = [end, (step // t.scan_steps + 1) * t.scan_steps]
         for every in (t.eval_every, t.checkpoint_every):
@@ -188,6 +224,12 @@ def plan(cfg: Config) -> RunPlan:
     if init_step >= steps:
         raise ConfigError(f"train.init_tokens: the branch starts at step {init_step}, not before its end ({steps})")
     return RunPlan(cfg, b, steps, total_tokens, warm, keep, init_step)
+
+
+def step_fns(cfg: Config, replicas: bool = False) -> StepFns:
+    """The compiled steps for a run config (LR fed as data; the config's step metrics)."""
+    names = tuple(m.name for m in metrics_lib.step_metrics(cfg))
+    return (replicated_fns if replicas else compiled_fns)(cfg.model, dataclasses.replace(cfg.optim, lr=1.0), names)
 
 
 # ---------------------------------------------------------------------------
@@ -237,46 +279,58 @@ def _restore(mngr, abstract: TrainState, step: int | None = None, *, log=print):
     return (got["state"], got["meta"]) if got is not None else (None, None)
 
 
-def _branch_start(cfg: Config, p: RunPlan, run_dir: Path, abstract):
-    """State and meta of a decay branch at its parent's checkpoint, after checking they share a past."""
-    parent_dir = run_dir.parent / cfg.train.init_from
+def _check_parent(cfg: Config, p: RunPlan, run_dir: Path) -> Path:
+    """The parent run directory of a decay branch, after checking they share a past (writes nothing)."""
+    parent_dir = Path(run_dir).parent / cfg.train.init_from
     try:
         parent = load_run_config(parent_dir)
     except (OSError, ValueError) as e:
-        raise ConfigError(f"train.init_from: parent run {parent_dir} is unreadable ({e})") from None
+        raise ConfigError(f"train.init_from: parent run {parent_dir} is missing or unreadable ({e})") from None
     for sec in ("model", "optim", "data"):
         if getattr(parent, sec) != getattr(cfg, sec):
             raise ConfigError(f"train.init_from: parent {cfg.train.init_from} has a different {sec} config")
-    pp = plan(parent)
     n = p.init_step
-    if parent.train.seed != cfg.train.seed or not np.array_equal(pp.lrs(0, n), p.lrs(0, n)):
+    if parent.train.seed != cfg.train.seed or not np.array_equal(plan(parent).lrs(0, n), p.lrs(0, n)):
         raise ConfigError(f"train.init_from: parent {cfg.train.init_from} did not follow this run's seed "
                           f"and LR schedule for its first {n} steps")
+    from .store import checkpoint_steps
+    if n not in checkpoint_steps(parent_dir):
+        raise ConfigError(f"train.init_from: parent {cfg.train.init_from} has no checkpoint at step {n} "
+                          f"({p.batch.tokens_before(n)} tokens); train it with train.save_at_tokens first")
+    return parent_dir
+
+
+def _branch_start(parent_dir: Path, step: int, abstract):
+    """State and meta of a decay branch: the parent's checkpoint at `step`."""
     mngr = _manager(parent_dir / "ckpt", read_only=True)
     try:
-        if n not in mngr.all_steps():
-            raise ConfigError(f"train.init_from: parent {cfg.train.init_from} has no checkpoint at step {n} "
-                              f"({p.batch.tokens_before(n)} tokens); train it with train.save_at_tokens first")
-        state, meta = _restore(mngr, abstract, n)
+        state, meta = _restore(mngr, abstract, step)
     finally:
         mngr.close()
     return state, {**meta, "elapsed": 0.0}
 
 
 # ---------------------------------------------------------------------------
-def _read_metrics(path: Path, upto: int) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            break  # a torn last line from a kill: drop it and everything after
-        if row["step"] > upto:
-            break
-        rows.append(row)
-    return rows
+# One run's files while it trains.
+
+class _Window:
+    """Per-step metric values since the last log line; a line reduces them (metrics.Metric.reduce)."""
+
+    def __init__(self, metrics: tuple):
+        self.metrics = metrics
+        self.clear()
+
+    def clear(self) -> None:
+        self.values = {m.name: [] for m in self.metrics}
+
+    def add(self, m_host: dict, i: int) -> None:
+        for m in self.metrics:
+            self.values[m.name].append(float(m_host[m.name][i]))
+
+    def reduce(self) -> dict:
+        out = {m.name: metrics_lib.reduce_window(m, self.values[m.name]) for m in self.metrics}
+        self.clear()
+        return out
 
 
 class _Run:
@@ -284,20 +338,24 @@ class _Run:
 
     def __init__(self, cfg: Config, p: RunPlan, run_dir: Path):
         self.cfg, self.p, self.dir = cfg, p, Path(run_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
         cfg_path = self.dir / "config.json"
         if cfg_path.exists():
-            if json.loads(cfg_path.read_text()) != json.loads(json.dumps(cfg.to_dict())):
+            try:
+                same = from_dict(json.loads(cfg_path.read_text())) == cfg
+            except (ValueError, TypeError):
+                same = False
+            if not same:
                 raise ConfigError(f"run dir {self.dir} holds a different config; choose another directory")
         else:
+            self.dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(cfg_path, cfg.to_dict())
         self.mngr = _manager(self.dir / "ckpt", cfg.train.keep_checkpoints, p.keep_steps)
         self.metrics_path = self.dir / "metrics.jsonl"
-        self.by_step: dict[int, dict] = {}
+        self.window = _Window(metrics_lib.step_metrics(cfg))
         self.diverged: str | None = None
-        self.window = {"loss": [], "grad_norm": [], "lb_loss": []}   # steps since the last line
         self.initial_loss = None
         self.elapsed0 = 0.0
+        self.saved_step = -1
 
     def restore(self, abstract, step=None):
         return _restore(self.mngr, abstract, step, log=lambda m: print(f"{self.dir}: {m}", file=sys.stderr))
@@ -305,8 +363,9 @@ class _Run:
     def begin(self, start: int, meta: dict, counts: dict) -> None:
         """Drop metrics past the restored step, note the attempt, mark the run running."""
         self.initial_loss, self.elapsed0 = meta["initial_loss"], float(meta["elapsed"])
+        self.saved_step = start
         # From a checkpoint, its step's line stays; at the very start, the initial eval is redone.
-        rows = _read_metrics(self.metrics_path, start - 1 if start == self.p.init_step else start)
+        rows = read_metrics(self.metrics_path, start - 1 if start == self.p.init_step else start)
         tmp = self.metrics_path.with_name(f".metrics.jsonl.tmp{os.getpid()}")
         with open(tmp, "w") as f:             # atomic: a kill here must not lose the kept lines
             f.writelines(json.dumps(r) + "\n" for r in rows)
@@ -317,12 +376,13 @@ class _Run:
                        "total_tokens": self.p.total_tokens, "params": counts}
         write_json_atomic(self.dir / "status.json", self.status)
 
-    def flush(self, s0: int, n: int, m: dict, val, wall: float, tokens_per_s: float) -> float | None:
-        """Write one chunk's lines; on divergence record it and return None, else the last train loss."""
+    def write(self, s0: int, n: int, m_host: dict, val, wall: float, tokens_per_s: float) -> float | None:
+        """Write the lines of steps s0+1 .. s0+n (and an eval at s0+n); returns the last logged train
+        loss, or None (no line, or divergence: recorded, and nothing more is written)."""
         if self.diverged:
             return None
         p, t = self.p, self.cfg.train
-        loss_K = np.asarray(m["loss"], np.float64)
+        loss_K = np.asarray(m_host["train_loss"], np.float64)
         if self.initial_loss is None and n:
             self.initial_loss = float(loss_K[0])
         bad = ~np.isfinite(loss_K) | (loss_K > t.diverge_factor * (self.initial_loss or np.inf))
@@ -331,62 +391,62 @@ class _Run:
             self.diverged = (f"train loss {loss_K[i]:.4g} at step {s0 + i + 1} "
                              f"(limit {t.diverge_factor} x initial {self.initial_loss:.4g})")
             return None
-        lrs, last = p.lrs(s0, n), None
+        lines, last, lrs = {}, None, p.lrs(s0, n)
+        host = lambda s: {"step": s, "tokens": p.batch.tokens_before(s), "wall_time": round(self.elapsed0 + wall, 3)}
         for i in range(n):
             s = s0 + i + 1
-            for k in self.window:
-                self.window[k].append(float(m[k][i]))
-            if s % t.log_every == 0 or s == p.total_steps:
-                # A line averages the steps since the previous line (or checkpoint: see `save`).
-                w = {k: float(np.mean(v)) for k, v in self.window.items()}
-                row = {"step": s, "tokens": p.batch.tokens_before(s), "lr": float(lrs[i]),
-                       "batch_size": p.batch.batch_at(s - 1), "train_loss": w["loss"],
-                       "grad_norm": w["grad_norm"],
-                       "wall_time": round(self.elapsed0 + wall, 3), "tokens_per_s": round(tokens_per_s, 1)}
-                if self.cfg.model.ffn == "moe":
-                    row["lb_loss"] = w["lb_loss"]
-                self.by_step[s] = row
-                last = row["train_loss"]
-                self.window = {k: [] for k in self.window}
+            self.window.add(m_host, i)
+            if s % t.log_every == 0 or s == p.total_steps:   # a line reduces the steps since the last one
+                lines[s] = {**host(s), "lr": float(lrs[i]), "batch_size": p.batch.batch_at(s - 1),
+                            "tokens_per_s": round(tokens_per_s, 1), **self.window.reduce()}
+                last = lines[s]["train_loss"]
         if val is not None:
-            s = s0 + n
-            row = self.by_step.setdefault(s, {"step": s, "tokens": p.batch.tokens_before(s),
-                                              "wall_time": round(self.elapsed0 + wall, 3)})
-            row["val_loss"] = float(val)
-        for s in sorted(self.by_step):
-            self.out.write(json.dumps(self.by_step.pop(s)) + "\n")
+            lines.setdefault(s0 + n, host(s0 + n))["val_loss"] = float(val)
+        self.out.writelines(json.dumps(lines[s]) + "\n" for s in sorted(lines))
         self.out.flush()
         return last
 
     def save(self, state, step: int, wall: float) -> None:
-        self.window = {k: [] for k in self.window}   # a resumed run starts its window here too
-        if not self.diverged:
+        self.window.clear()                          # a resumed run starts its window here too
+        if not self.diverged and step != self.saved_step:
             os.fsync(self.out.fileno())              # lines before the checkpoint survive a crash
             p = self.p
             _save(self.mngr, state, {"step": step, "tokens": p.batch.tokens_before(step),
                                      "sequences": p.batch.sequences_before(step),
                                      "elapsed": self.elapsed0 + wall, "initial_loss": self.initial_loss})
+            self.saved_step = step
 
-    def finish(self, step: int, wall: float, error: str | None = None) -> dict:
+    def finish(self, step: int, wall: float, *, error: str | None = None, interrupted: str = "") -> dict:
         self.mngr.wait_until_finished()
         self.mngr.close()
         self.out.close()
         st = self.status
         if error:
-            st.update(status="failed", reason=error, step=step)
+            st.update(status="failed", reason=error)
         elif self.diverged:
-            st.update(status="diverged", reason=self.diverged, step=step)
+            st.update(status="diverged", reason=self.diverged)
+        elif step >= self.p.total_steps:
+            st.update(status="completed", reason="")
+        elif interrupted:
+            st.update(status="interrupted", signal=interrupted,
+                      reason=f"{interrupted} at step {step}; resumes from its checkpoint")
         else:
-            st.update(status="completed" if step >= self.p.total_steps else "running", step=step)
-        rows = _read_metrics(self.metrics_path, 10 ** 18)
-        final = lambda k: next((r[k] for r in reversed(rows) if k in r), None)
-        st.update(tokens=self.p.batch.tokens_before(st["step"]), final_train_loss=final("train_loss"),
-                  final_val_loss=final("val_loss"), wall_time=round(self.elapsed0 + wall, 3))
+            st.update(status="running", reason="stopped before the end")
+        rows = read_metrics(self.metrics_path)
+        last = lambda k: next((r[k] for r in reversed(rows) if k in r), None)
+        done = st["status"] == "completed"
+        st.update(step=step, tokens=self.p.batch.tokens_before(step), wall_time=round(self.elapsed0 + wall, 3),
+                  last_train_loss=last("train_loss"), last_val_loss=last("val_loss"),
+                  final_train_loss=last("train_loss") if done else None,
+                  final_val_loss=last("val_loss") if done else None)
         if st["status"] in DONE:
             st["metrics_sha256"] = metrics_sha256(self.dir)
         write_json_atomic(self.dir / "status.json", st)
         return st
 
+
+# ---------------------------------------------------------------------------
+# The loop.
 
 def train(cfg: Config, run_dir, *, stop_after: int | None = None, progress: bool = True,
           position: int | None = None) -> dict:
@@ -398,14 +458,14 @@ def train(cfg: Config, run_dir, *, stop_after: int | None = None, progress: bool
     return train_group([cfg], [run_dir], stop_after=stop_after, progress=progress, position=position)[0]
 
 
-def _start_states(runs: list[_Run], fns, single_init, seeds):
+def _start_states(runs: list[_Run], fns, single_init, seeds, parent_dir):
     """(state, meta per run): restored at the newest step all runs share, a branch start, or fresh."""
     abstract = jax.eval_shape(single_init, seeds[0])
     if len(runs) == 1:
         r = runs[0]
         state, meta = r.restore(abstract)
-        if state is None and r.cfg.train.init_from:
-            state, meta = _branch_start(r.cfg, r.p, r.dir, abstract)
+        if state is None and parent_dir is not None:
+            state, meta = _branch_start(parent_dir, r.p.init_step, abstract)
         elif state is None:
             state, meta = single_init(seeds[0]), None
         return state, [meta]
@@ -419,94 +479,137 @@ def _start_states(runs: list[_Run], fns, single_init, seeds):
     return fns.init_state(seeds), [None] * len(runs)
 
 
+class _Pending(NamedTuple):
+    """A dispatched chunk whose results are fetched one chunk late (the host never waits on it)."""
+    start: int
+    n: int
+    metrics: dict        # device arrays, metric name -> [n] (or [R, n])
+    vals: list | None    # device scalars of the eval batches after the chunk (or [R] each)
+
+
+class _Group:
+    """R runs trained as one program (R = 1: a plain run): their files, and how a chunk is split."""
+
+    def __init__(self, runs: list[_Run]):
+        self.runs, self.R = runs, len(runs)
+        self.t0 = time.perf_counter()
+        self.rate_mark = (self.t0, runs[0].p.batch.tokens_before(runs[0].saved_step))
+
+    def pick(self, tree, i: int):
+        return tree if self.R == 1 else jax.tree.map(lambda x: x[i], tree)
+
+    def wall(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def write(self, c: _Pending) -> float | None:
+        """Fetch a chunk's results and write every run's lines; the first run's last train loss."""
+        m = jax.device_get(c.metrics)
+        vals = None if c.vals is None else np.mean(np.stack([np.atleast_1d(v) for v in jax.device_get(c.vals)]), 0)
+        now, tokens = time.perf_counter(), self.runs[0].p.batch.tokens_before(c.start + c.n)
+        # Throughput between consecutive writes: in steady state, one chunk's device time.
+        rate = (tokens - self.rate_mark[1]) / max(now - self.rate_mark[0], 1e-9)
+        self.rate_mark = (now, tokens)
+        losses = [r.write(c.start, c.n, self.pick(m, i), None if vals is None else vals[i], now - self.t0, rate)
+                  for i, r in enumerate(self.runs)]
+        return next((x for x in losses if x is not None), None)
+
+    def save(self, state, step: int) -> None:
+        for i, r in enumerate(self.runs):
+            r.save(self.pick(state, i), step, self.wall())
+
+    @property
+    def all_diverged(self) -> bool:
+        return all(r.diverged for r in self.runs)
+
+
 def train_group(cfgs: list[Config], run_dirs, *, stop_after: int | None = None, progress: bool = True,
                 position: int | None = None) -> list[dict]:
     """Train runs that differ only in LR / init seed together, vmapped in one compiled program.
 
     One run is the plain (un-vmapped) case.  Each run keeps its own directory, metrics,
     checkpoints and status, exactly as if trained alone; a diverged replica is recorded and
-    the others go on.
+    the others go on.  SIGINT / SIGTERM stop every run at the next chunk with a checkpoint.
     """
     R = len(cfgs)
     if R > 1 and (len({replica_key(c) for c in cfgs}) > 1 or any(c.train.init_from for c in cfgs)):
         raise ConfigError("train_group: runs must differ only in optim.lr and train.seed (and not be branches)")
     plans = [plan(c) for c in cfgs]
     cfg, p, t = cfgs[0], plans[0], cfgs[0].train
-    corpus = data_lib.load_corpus(cfg.data, cfg.model.vocab_size)   # bad data fails before anything is written
+    # Bad data or a bad branch parent fail before anything is written.
+    corpus = data_lib.load_corpus(cfg.data, cfg.model.vocab_size)
+    from .store import checkpoint_steps
+    parent_dir = (_check_parent(cfg, p, Path(run_dirs[0]))
+                  if cfg.train.init_from and not checkpoint_steps(run_dirs[0]) else None)
     runs = [_Run(c, pl, d) for c, pl, d in zip(cfgs, plans, run_dirs)]
     val = data_lib.val_batches(corpus.val, cfg.data.seq_len, t.eval_tokens, cfg.data.batch_size)
-    opt = dataclasses.replace(cfg.optim, lr=1.0)
-    single = compiled_fns(cfg.model, opt)
-    fns = single if R == 1 else replicated_fns(cfg.model, opt)
-    seeds = [c.train.seed for c in cfgs]
-    state, metas = _start_states(runs, fns, single.init_state, seeds)
+    names = tuple(m.name for m in metrics_lib.step_metrics(cfg))
+    single = step_fns(cfg)
+    fns = single if R == 1 else step_fns(cfg, replicas=True)
+    state, metas = _start_states(runs, fns, single.init_state, [c.train.seed for c in cfgs], parent_dir)
     metas = [m or {"step": 0, "elapsed": 0.0, "initial_loss": None} for m in metas]
     start = int(metas[0]["step"])
-    one = state if R == 1 else jax.tree.map(lambda x: x[0], state)
-    counts = param_counts(one.params, cfg.model)
+    counts = param_counts(state.params if R == 1 else jax.tree.map(lambda x: x[0], state.params), cfg.model)
     for r, meta in zip(runs, metas):
         r.begin(start, meta, counts)
-
-    pick = (lambda tree, i: tree) if R == 1 else (lambda tree, i: jax.tree.map(lambda x: x[i], tree))
+    group = _Group(runs)
     end = min(p.total_steps, stop_after) if stop_after is not None else p.total_steps
-    t0 = time.perf_counter()
-    rate_mark = [t0, p.batch.tokens_before(start)]
 
     def evaluate(params):
-        return [fns.eval_batch(params, b) for b in val]   # async; averaged when flushed
+        return [fns.eval_batch(params, b) for b in val]   # async; averaged when written
 
-    def flush(s0, n, m, vals):
-        m = jax.device_get(m)
-        vals = None if vals is None else np.mean(np.stack([np.atleast_1d(v) for v in jax.device_get(vals)]), 0)
-        now, tok_now = time.perf_counter(), p.batch.tokens_before(s0 + n)
-        # Throughput between consecutive flushes: in steady state, one chunk's device time.
-        rate = (tok_now - rate_mark[1]) / max(now - rate_mark[0], 1e-9)
-        rate_mark[:] = [now, tok_now]
-        losses = [r.flush(s0, n, pick(m, i), None if vals is None else vals[i], now - t0, rate)
-                  for i, r in enumerate(runs)]
-        return next((x for x in losses if x is not None), None)
+    def run_chunk(state, step: int, n: int):
+        """n steps from `step`: one call of scan_steps, or single-step calls (two compiled lengths)."""
+        batches = np.stack([data_lib.batch_at(corpus.train, cfg.data.seed, s, p.batch)
+                            for s in range(step, step + n)])
+        lrs = plans[0].lrs(step, n) if R == 1 else np.stack([pl.lrs(step, n) for pl in plans])
+        if n == t.scan_steps:
+            return fns.train_chunk(state, batches, lrs)
+        ms = []
+        for i in range(n):
+            state, m = fns.train_chunk(state, batches[i:i + 1], lrs[..., i:i + 1])
+            ms.append(m)
+        return state, jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=-1), *ms)
 
     from tqdm.auto import tqdm
-    bar = tqdm(total=end, initial=start, unit="step", disable=not progress, leave=False,
+    bar = tqdm(total=end, initial=start, unit="step", disable=None if progress else True, leave=False,
                desc=runs[0].dir.name + (f" +{R - 1}" if R > 1 else ""), dynamic_ncols=True, position=position)
-    step, pending, error = start, None, None
-    flushed = [start]                             # metrics are on disk up to this step
+    step, written, pending, error = start, start, None, None
 
-    def flush_pending():
-        flush(*pending)
-        flushed[0] = pending[0] + pending[1]
+    def write(c: _Pending) -> None:
+        nonlocal written
+        last = group.write(c)
+        written = c.start + c.n
+        if last is not None:
+            bar.set_postfix(loss=f"{last:.3f}", refresh=False)
 
-    try:
-        if start == p.init_step:   # validation loss where the run starts (the curve's first point)
-            flush(start, 0, {k: np.zeros((R, 0) if R > 1 else 0) for k in ("loss", "grad_norm", "lb_loss")},
-                  evaluate(state.params))
-        while step < end and not all(r.diverged for r in runs):
-            n = p.chunk_len(step, end)
-            batches = np.stack([data_lib.batch_at(corpus.train, cfg.data.seed, s, p.batch)
-                                for s in range(step, step + n)])
-            lrs = plans[0].lrs(step, n) if R == 1 else np.stack([pl.lrs(step, n) for pl in plans])
-            state, m = fns.train_chunk(state, batches, lrs)
+    with StopRequest() as stop:
+        try:
+            if start == p.init_step:   # validation loss where the run starts (the curve's first point)
+                write(_Pending(start, 0, {k: np.zeros((R, 0) if R > 1 else 0) for k in names},
+                               evaluate(state.params)))
+            while step < end and not group.all_diverged and not stop.requested:
+                maybe_inject_fault(start, step)
+                n = p.chunk_len(step, end)
+                state, m = run_chunk(state, step, n)
+                if pending is not None:
+                    write(pending)
+                step += n
+                pending = _Pending(step - n, n, m, evaluate(state.params) if p.is_eval(step) else None)
+                if p.is_checkpoint(step):
+                    write(pending)   # never checkpoint a diverged state
+                    pending = None
+                    group.save(state, step)
+                bar.update(n)
             if pending is not None:
-                flush_pending()
-            step += n
-            pending = (step - n, n, m, evaluate(state.params) if p.is_eval(step) else None)
-            if p.is_checkpoint(step):
-                last = flush(*pending)   # never checkpoint a diverged state
-                flushed[0], pending = step, None
-                for i, r in enumerate(runs):
-                    r.save(pick(state, i), step, time.perf_counter() - t0)
-                if last is not None:
-                    bar.set_postfix(loss=f"{last:.3f}", refresh=False)
-            bar.update(n)
-        if pending is not None:
-            flush_pending()
-    except BaseException as e:   # an interrupt leaves the run 'running' (resumable), an error 'failed'
-        if isinstance(e, Exception):
+                write(pending)
+            if stop.requested and written < p.total_steps:
+                group.save(state, written)
+        except Exception as e:   # recorded as failed and re-raised; a KeyboardInterrupt leaves 'running'
             error = f"{type(e).__name__}: {e}"
-        raise
-    finally:
-        bar.close()
-        statuses = [r.finish(flushed[0], time.perf_counter() - t0, error) for r in runs]
+            raise
+        finally:
+            bar.close()
+            statuses = [r.finish(written, group.wall(), error=error, interrupted=stop.name) for r in runs]
     return statuses
 
 

@@ -147,6 +147,49 @@ def test_weight_decay_only_on_matrices():
     assert {"vector", "embedding", "head", "hidden", "out_proj"} <= seen
 
 
+LR_MULT = {"embedding": 4.0, "head": 0.25, "hidden": 0.5, "out_proj": 0.5, "vector": 2.0}
+WD_MULT = {"embedding": 0.0, "head": 1.0, "hidden": 3.0, "out_proj": 1.0, "vector": 1.0}
+
+
+def _patched(monkeypatch, cfg: OptimConfig):
+    """The optimizer under a parametrization whose LR / WD multipliers are not 1 (as muP's are not)."""
+    monkeypatch.setattr(pz, "lr_multipliers", lambda roles, c: jax.tree.map(LR_MULT.get, roles))
+    monkeypatch.setattr(pz, "wd_multipliers", lambda roles, c: jax.tree.map(WD_MULT.get, roles))
+    params = _random_tree(_shapes(NANO), 0, 0.1)
+    return params, build_optimizer(cfg, params, NANO), param_roles(params)
+
+
+@pytest.mark.parametrize("mode", ["coupled", "independent"])
+def test_weight_decay_with_multipliers_other_than_one(monkeypatch, mode):
+    """coupled: lr * lr_mult * (adam + wd * wd_mult * p); independent: lr * (lr_mult * adam + wd * wd_mult * p)."""
+    lr, wd = 1e-2, 0.1
+    cfg = OptimConfig(lr=lr, weight_decay=wd, wd_mode=mode)
+    params, opt, roles = _patched(monkeypatch, cfg)
+    _, adam_only, _ = _patched(monkeypatch, dataclasses.replace(cfg, weight_decay=0.0))
+    g = _with_global_norm(_random_tree(_shapes(NANO), 4), 0.5)
+    upd, _ = opt.update(g, opt.init(params), params)
+    ada, _ = adam_only.update(g, adam_only.init(params), params)    # -lr * lr_mult * adam
+    for u, a, p, r in zip(*(jax.tree.leaves(t) for t in (upd, ada, params, roles))):
+        decay = wd * WD_MULT[r] * (r != "vector") * np.asarray(p, np.float64)
+        scale = LR_MULT[r] if mode == "coupled" else 1.0
+        np.testing.assert_allclose(np.asarray(u), np.asarray(a) - lr * scale * decay, rtol=2e-5, atol=1e-9,
+                                   err_msg=r)
+    # the two modes really differ where lr_mult != 1 and the role decays
+    other, _ = _patched(monkeypatch, dataclasses.replace(
+        cfg, wd_mode="independent" if mode == "coupled" else "coupled"))[1].update(g, opt.init(params), params)
+    hidden = [i for i, r in enumerate(jax.tree.leaves(roles)) if r == "hidden"]
+    assert all(not np.allclose(jax.tree.leaves(upd)[i], jax.tree.leaves(other)[i]) for i in hidden)
+
+
+def test_decay_roles_choose_what_decays():
+    cfg = OptimConfig(lr=1e-2, weight_decay=0.1, decay_roles=("hidden", "vector"))
+    params, opt, update = _opt(cfg)
+    upd, _ = update(jax.tree.map(jnp.zeros_like, params), opt.init(params), params)   # pure decay
+    for u, p, r in zip(jax.tree.leaves(upd), jax.tree.leaves(params), jax.tree.leaves(param_roles(params))):
+        want = -cfg.lr * cfg.weight_decay * np.asarray(p) if r in cfg.decay_roles else 0.0
+        np.testing.assert_allclose(np.asarray(u), want, rtol=1e-6, atol=0, err_msg=r)
+
+
 # ---------------------------------------------------------------------------
 # Roles and the parametrization.
 
@@ -187,5 +230,5 @@ def test_parametrization_sp():
     assert pz.init_std(cfg, "out_proj") == pytest.approx(0.02 / math.sqrt(8))
     assert pz.init_std(cfg, "expert_out") == pytest.approx(0.02 / math.sqrt(8))
     roles = {"a": "vector", "b": "hidden", "c": "router", "d": "embedding"}
-    assert pz.wd_multipliers(roles, cfg) == {"a": 0.0, "b": 1.0, "c": 1.0, "d": 1.0}
+    assert pz.wd_multipliers(roles, cfg) == {"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0}
     assert pz.lr_multipliers(roles, cfg) == {"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0}

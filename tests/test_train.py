@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from bsz_lr.config import ConfigError, apply_overrides
-from bsz_lr.train import _read_metrics, compiled_fns, plan, read_status, train
+from bsz_lr.store import read_metrics
+from bsz_lr.train import compile_counts, compiled_fns, plan, read_status, train
 
 VOLATILE = ("wall_time", "tokens_per_s")
 
@@ -52,7 +53,7 @@ def test_torn_metrics_line_is_dropped_on_resume(tiny_cfg, tmp_path):
     train(tiny_cfg, d, progress=False, stop_after=20)
     with open(d / "metrics.jsonl", "a") as f:
         f.write('{"step": 30, "train_lo')                 # a kill in the middle of a write
-    assert [r["step"] for r in _read_metrics(d / "metrics.jsonl", 10**9)][-1] == 20
+    assert [r["step"] for r in read_metrics(d / "metrics.jsonl")][-1] == 20
     train(tiny_cfg, d, progress=False)
     full = tmp_path / "full"
     train(tiny_cfg, full, progress=False)
@@ -110,9 +111,8 @@ def test_vmapped_replicas_match_separate_runs(tiny_cfg):
 
     from bsz_lr.data import batch_at, load_corpus
     from bsz_lr.schedules import BatchSchedule
-    from bsz_lr.train import replicated_fns
-    opt = dataclasses.replace(tiny_cfg.optim, lr=1.0)
-    single, multi = compiled_fns(tiny_cfg.model, opt), replicated_fns(tiny_cfg.model, opt)
+    from bsz_lr.train import step_fns
+    single, multi = step_fns(tiny_cfg), step_fns(tiny_cfg, replicas=True)
     corpus = load_corpus(tiny_cfg.data, 256)
     sched = BatchSchedule.from_config(tiny_cfg)
     batches = np.stack([batch_at(corpus.train, 0, s, sched) for s in range(10)])
@@ -120,8 +120,8 @@ def test_vmapped_replicas_match_separate_runs(tiny_cfg):
     _, m_R = multi.train_chunk(multi.init_state([0, 1]), batches, lrs)
     for r, seed in enumerate([0, 1]):
         _, m = single.train_chunk(single.init_state(seed), batches, lrs[r])
-        np.testing.assert_allclose(m_R["loss"][r], m["loss"], rtol=2e-5)
-    assert not np.allclose(m_R["loss"][0], m_R["loss"][1])
+        np.testing.assert_allclose(m_R["train_loss"][r], m["train_loss"], rtol=2e-5)
+    assert not np.allclose(m_R["train_loss"][0], m_R["train_loss"][1])
 
 
 def test_kill_before_the_first_checkpoint_leaves_no_duplicate_lines(tiny_cfg, tmp_path):
@@ -145,18 +145,18 @@ def test_log_line_averages_all_steps_since_the_last_line_across_chunks(tiny_cfg,
 
 def test_interrupt_while_flushing_the_last_chunk_is_not_completed(tiny_cfg, tmp_path, monkeypatch):
     from bsz_lr import train as train_mod
-    real = train_mod._Run.flush
+    real = train_mod._Run.write
 
     def flaky(self, s0, n, *a, **k):
         if s0 + n == 40:
             raise KeyboardInterrupt
         return real(self, s0, n, *a, **k)
-    monkeypatch.setattr(train_mod._Run, "flush", flaky)
+    monkeypatch.setattr(train_mod._Run, "write", flaky)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_cfg, tmp_path / "r", progress=False)
     st = read_status(tmp_path / "r")
     assert st["status"] == "running" and st["step"] == 30
-    monkeypatch.setattr(train_mod._Run, "flush", real)
+    monkeypatch.setattr(train_mod._Run, "write", real)
     assert train(tiny_cfg, tmp_path / "r", progress=False)["status"] == "completed"
     train(tiny_cfg, tmp_path / "ref", progress=False)
     assert rows(tmp_path / "r") == rows(tmp_path / "ref")

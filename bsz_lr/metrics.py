@@ -1,0 +1,111 @@
+"""What a run logs: every metric's name, where it is computed and how a log line reduces it.
+
+One registry read by the jitted step (which values to compute), the trainer (how to
+reduce the steps between two log lines, which fields a line holds), the store
+(`curve(run, name)`) and the figures.  A new diagnostic is one `@step_metric`
+function here; nothing else changes.
+
+Kinds:
+  step  computed inside the jitted train step from `StepOutputs`, every step, and reduced
+        over the steps since the previous log line (`reduce`: mean, max, min, last, sum);
+  eval  computed at evaluations (`train.eval_every`, the first and the last step);
+  host  bookkeeping the trainer writes on every line (step, tokens, LR, batch, timing).
+A metric may apply to some configs only (`applies`, e.g. MoE losses); it is then neither
+computed nor written for the others.  Knows nothing of JAX beyond the functions it stores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+__all__ = ["Metric", "StepOutputs", "METRICS", "step_metric", "step_metrics", "reduce_window",
+           "HOST_FIELDS"]
+
+REDUCTIONS: dict[str, Callable[[np.ndarray], float]] = {
+    "mean": np.mean, "max": np.max, "min": np.min, "sum": np.sum, "last": lambda v: v[-1],
+}
+
+
+class StepOutputs(NamedTuple):
+    """What a step metric may look at (all inside jit)."""
+    loss: Any            # mean cross-entropy of the batch (nats/token)
+    aux: dict            # the model's auxiliary outputs (MoE: lb_loss, z_loss, load)
+    grads: Any           # gradients of the total loss, before clipping
+    updates: Any         # the optimizer's parameter updates (params_after - params_before)
+    params: Any          # parameters before the update
+    lr: Any              # the step's learning rate
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    name: str                                        # key in metrics.jsonl and in curve()
+    kind: str                                        # step | eval | host
+    doc: str
+    reduce: str = "mean"
+    compute: Callable[[StepOutputs], Any] | None = None
+    applies: Callable[[Any], bool] = lambda cfg: True   # cfg: the run's Config
+
+    def __post_init__(self):
+        assert self.kind in ("step", "eval", "host") and self.reduce in REDUCTIONS, self
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def _register(m: Metric) -> Metric:
+    if m.name in METRICS:
+        raise ValueError(f"metric {m.name!r} is registered twice")
+    METRICS[m.name] = m
+    return m
+
+
+def step_metric(name: str, doc: str, reduce: str = "mean", applies=lambda cfg: True):
+    """Register `fn(StepOutputs) -> scalar` as a per-step metric logged as `name`."""
+    def register(fn):
+        _register(Metric(name, "step", doc, reduce, fn, applies))
+        return fn
+    return register
+
+
+for _name, _doc in [("step", "optimizer steps done"), ("tokens", "training tokens consumed"),
+                    ("lr", "learning rate of the line's last step"),
+                    ("batch_size", "batch (sequences) of the line's last step"),
+                    ("wall_time", "seconds of training so far (compile included)"),
+                    ("tokens_per_s", "throughput between the two latest flushes")]:
+    _register(Metric(_name, "host", _doc, "last"))
+HOST_FIELDS = tuple(n for n, m in METRICS.items() if m.kind == "host")
+
+_register(Metric("val_loss", "eval", "held-out cross-entropy (nats/token) on train.eval_tokens", "last"))
+
+
+def _is_moe(cfg) -> bool:
+    return cfg.model.ffn == "moe"
+
+
+@step_metric("train_loss", "training cross-entropy (nats/token), without auxiliary losses")
+def _train_loss(o: StepOutputs):
+    return o.loss
+
+
+@step_metric("grad_norm", "global L2 norm of the gradient before clipping")
+def _grad_norm(o: StepOutputs):
+    import optax
+    return optax.tree.norm(o.grads)
+
+
+@step_metric("lb_loss", "MoE load-balance loss E * sum_e f_e P_e (1 when balanced)", applies=_is_moe)
+def _lb_loss(o: StepOutputs):
+    return o.aux["lb_loss"]
+
+
+def step_metrics(cfg) -> tuple[Metric, ...]:
+    """The step metrics a run of `cfg` computes and logs, in registry order."""
+    return tuple(m for m in METRICS.values() if m.kind == "step" and m.applies(cfg))
+
+
+def reduce_window(metric: Metric, values) -> float:
+    """One log line's value from the per-step values since the previous line."""
+    return float(REDUCTIONS[metric.reduce](np.asarray(values, np.float64)))
