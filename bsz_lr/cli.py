@@ -67,18 +67,15 @@ def _workers(text: str):
 
 
 def _sweep(args) -> int:
-    from .sweep import check_runs_dir, load_experiment, run_sweep
+    from .sweep import check_runs_dir, load_experiment, plan_runs, run_sweep
     try:
         i, n = (int(x) for x in args.shard.split("/"))
         assert 0 <= i < n
     except (ValueError, AssertionError):
         raise ConfigError(f"--shard: expected i/n with 0 <= i < n, got {args.shard!r}") from None
-    exps = [load_experiment(f) for f in args.files]       # every file is checked before any trains
-    if not args.dry_run:
-        check_runs_dir(Path(args.runs))
-    workers = len(os.sched_getaffinity(0)) if args.workers == "auto" else args.workers
-    wanted, rc = args.profile.split(","), 0
-    for exp in exps:
+    exps = [load_experiment(f) for f in args.files]
+    wanted, todo = args.profile.split(","), []
+    for exp in exps:                        # every file and profile is checked before anything trains
         profile = next((p for p in wanted if p in exp.profiles), None)
         if profile is None:
             msg = f"experiment {exp.name}: no profile {' or '.join(wanted)}; known: {', '.join(exp.profiles)}"
@@ -86,6 +83,13 @@ def _sweep(args) -> int:
                 raise ConfigError(msg)
             print(f"bsz_lr: {msg}; skipped", file=sys.stderr)
             continue
+        plan_runs(exp, profile, Path(args.runs))
+        todo.append((exp, profile))
+    if not args.dry_run:
+        check_runs_dir(Path(args.runs))
+    workers = len(os.sched_getaffinity(0)) if args.workers == "auto" else args.workers
+    rc = 0
+    for exp, profile in todo:
         code = run_sweep(exp, profile, Path(args.runs), workers=workers, shard_spec=(i, n),
                          progress=not args.no_progress, dry_run=args.dry_run, vmap=args.vmap)
         if code in (130, 143):
@@ -96,7 +100,7 @@ def _sweep(args) -> int:
 
 def _figures(args) -> int:
     from .figures import build_all
-    build_all(Path(args.runs), Path(args.out), only=args.only)
+    build_all(Path(args.runs), Path(args.out), only=args.only, profile=args.profile)
     return 0
 
 
@@ -148,6 +152,7 @@ def main(argv=None) -> int:
     f.add_argument("--runs", default="results")
     f.add_argument("--out", default="figures")
     f.add_argument("--only", nargs="*", help="figure names")
+    f.add_argument("--profile", help="plot this profile (default: the largest-scale one whose runs are all done)")
     f.set_defaults(fn=_figures)
 
     b = sub.add_parser("bench", help="tokens/s and FLOP/s vs the matmul ceiling")

@@ -1,15 +1,18 @@
 """Figures, built only from stored results (never by training).
 
-Each builder is registered with the experiment and profile it reads; `build_all`
-writes PNG + PDF per figure into the output folder and a manifest.json mapping
-each figure to its experiment, profile, runs and the git commit.  The profile
-used is the first of FIGURE_PROFILES that has completed runs.
+Each builder is registered with the experiment it reads.  `build_all` feeds it the
+completed runs of the experiment's *current expansion* (the experiment file as it is
+now, so stale runs of an edited grid, or of a copied file that kept the NAME, never
+leak in), from one profile: the one asked for, else the first of every profile the
+experiment defines, in the order gpu, cpu-long, cpu, smoke, then the others, whose
+runs are all done (else the first with any completed run, said to be partial).  It
+writes PNG + PDF per figure and figures/manifest.json (figure -> experiment, profile,
+run hashes): regenerating from unchanged results gives byte-identical files.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Callable
 
@@ -20,11 +23,12 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .store import load_runs  # noqa: E402
+from .config import ConfigError  # noqa: E402
+from .store import DONE, curve, load_runs, run_state  # noqa: E402
 
-__all__ = ["FIGURES", "figure", "build_all"]
+__all__ = ["FIGURES", "figure", "build_all", "select_runs", "PROFILE_ORDER"]
 
-FIGURE_PROFILES = ("cpu-long", "cpu", "smoke")
+PROFILE_ORDER = ("gpu", "cpu-long", "cpu", "smoke")   # largest scale first
 FIGURES: dict[str, tuple[str, Callable]] = {}
 
 
@@ -35,27 +39,17 @@ def figure(name: str, experiment: str):
     return register
 
 
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True, cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 @figure("tiny_lm_loss", experiment="tiny_lm")
 def tiny_lm_loss(runs: list[dict]):
     """Train and held-out loss vs tokens for the default tiny model(s)."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in runs:
-        m = r["metrics"]
-        tr = [(x["tokens"], x["train_loss"]) for x in m if "train_loss" in x and x["tokens"] > 0]
-        va = [(x["tokens"], x["val_loss"]) for x in m if "val_loss" in x and x["tokens"] > 0]
         c = r["config"]
         label = f"{c['model']['d_model']}d x {c['model']['n_layers']}L, lr {c['optim']['lr']:g}"
-        line, = ax.plot(*zip(*tr), lw=1, alpha=0.6, label=f"train ({label})")
-        if va:
-            ax.plot(*zip(*va), "o-", ms=3, color=line.get_color(), label=f"held-out ({label})")
+        line, = ax.plot(*curve(r, "train_loss", skip_start=True), lw=1, alpha=0.6, label=f"train ({label})")
+        va = curve(r, "val_loss", skip_start=True)
+        if va[0]:
+            ax.plot(*va, "o-", ms=3, color=line.get_color(), label=f"held-out ({label})")
     ax.set_xscale("log")
     ax.axhline(5.545, ls=":", color="gray", lw=1)
     ax.text(ax.get_xlim()[0], 5.545, " uniform over bytes", va="top", fontsize=8, color="gray")
@@ -75,8 +69,7 @@ def _si(x: float) -> str:
 
 
 def _val_curve(run: dict):
-    pts = [(x["tokens"], x["val_loss"]) for x in run["metrics"] if "val_loss" in x and x["tokens"] > 0]
-    return list(zip(*pts)) if pts else ([], [])
+    return curve(run, "val_loss", skip_start=True)
 
 
 @figure("wsd_branches", experiment="wsd_branches")
@@ -118,28 +111,73 @@ def wsd_branches(runs: list[dict]):
     return fig
 
 
-def build_all(root: Path, out: Path, only=None) -> dict:
+def _ordered_profiles(exp) -> list[str]:
+    return [p for p in PROFILE_ORDER if p in exp.profiles] + [p for p in exp.profiles if p not in PROFILE_ORDER]
+
+
+def select_runs(exp, root: Path, profile: str | None = None) -> tuple[str | None, list[dict], str]:
+    """(profile, completed runs of its current expansion, a note saying what they are)."""
+    from .sweep import plan_runs
+    if profile is not None and profile not in exp.profiles:
+        raise ConfigError(f"figures: experiment {exp.name} has no profile {profile!r}; "
+                          f"known: {', '.join(exp.profiles)}")
+    first = None
+    for prof in [profile] if profile else _ordered_profiles(exp):
+        planned = {s.dir.name for s in plan_runs(exp, prof, root)}
+        base = Path(root) / exp.name / prof
+        runs = [r for r in load_runs(root, exp.name, prof, only=planned) if r["state"] == "completed"]
+        done = sum(run_state(base / h)[0] in DONE for h in planned)
+        others = sum(1 for d in base.glob("*") if d.is_dir() and "." not in d.name and d.name not in planned)
+        note = f"{len(runs)} completed of {len(planned)} planned runs" + (
+            f"; {others} other run(s) under {base} not in the current expansion, ignored" if others else "")
+        if runs and done == len(planned):
+            return prof, runs, note
+        if runs and first is None:
+            first = (prof, runs, note + " (partial)")
+    return first or (None, [], "no completed runs of the current expansion in any profile")
+
+
+def _experiments() -> dict:
+    """Experiment files of the repository by NAME (a NAME used twice is an error: they would share results)."""
+    from .sweep import EXPERIMENTS_DIR, load_experiment
+    out, paths = {}, {}
+    for f in sorted(EXPERIMENTS_DIR.glob("*.py")):
+        exp = load_experiment(str(f))
+        if exp.name in out:
+            raise ConfigError(f"figures: {f} and {paths[exp.name]} both have NAME {exp.name!r}; they would "
+                              "mix their runs in results/: give the copy its own NAME")
+        out[exp.name], paths[exp.name] = exp, f
+    return out
+
+
+def build_all(root: Path, out: Path, only=None, profile: str | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    commit = _git_commit()
-    for name, (exp, builder) in FIGURES.items():
+    experiments = _experiments()
+    unknown = sorted(set(only or ()) - set(FIGURES))
+    if unknown:
+        raise ConfigError(f"figures: unknown figure(s) {', '.join(unknown)}; known: {', '.join(FIGURES)}")
+    for name, (exp_name, builder) in FIGURES.items():
         if only and name not in only:
             continue
-        for profile in FIGURE_PROFILES:
-            runs = [r for r in load_runs(root, exp, profile) if r["state"] == "completed"]
-            if runs:
-                break
-        else:
-            print(f"figures: {name}: no completed runs of experiment {exp!r} under {root}; skipped")
+        exp = experiments.get(exp_name)
+        if exp is None:
+            print(f"figures: {name}: no experiment file with NAME {exp_name!r} in experiments/; skipped")
+            continue
+        prof, runs, note = select_runs(exp, root, profile)
+        if not runs:
+            print(f"figures: {name}: {note} of experiment {exp_name!r} under {root}; skipped")
             continue
         fig = builder(runs)
         for ext in ("png", "pdf"):
             fig.savefig(out / f"{name}.{ext}", dpi=150, bbox_inches="tight",
                         metadata={"CreationDate": None} if ext == "pdf" else None)
         plt.close(fig)
-        manifest[name] = {"experiment": exp, "profile": profile, "runs": sorted(r["hash"] for r in runs),
-                          "git_commit": commit, "files": [f"{name}.png", f"{name}.pdf"]}
-        print(f"figures: {name} <- {exp}/{profile} ({len(runs)} runs)")
-    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        manifest[name] = {"experiment": exp_name, "profile": prof, "runs": sorted(r["hash"] for r in runs),
+                          "note": note, "files": [f"{name}.png", f"{name}.pdf"]}
+        print(f"figures: {name} <- {exp_name}/{prof}: {note}")
+    text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+    if not manifest_path.exists() or manifest_path.read_text() != text:
+        manifest_path.write_text(text)
     return manifest

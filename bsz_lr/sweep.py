@@ -468,4 +468,4 @@ def run_sweep(exp: Experiment, profile: str, root: Path, *, workers: int = 1, sh
         print(f"{exp.name}/{profile}: stopped by {stop.name}; run the same command again to resume",
               file=sys.stderr)
         return EXIT_CODES.get(stop.signum, 1)
-    return 1 if unfinished or crashed else 0
+    return 1 if unfinished else 0

@@ -483,7 +483,7 @@ class _Pending(NamedTuple):
     """A dispatched chunk whose results are fetched one chunk late (the host never waits on it)."""
     start: int
     n: int
-    metrics: dict        # device arrays, metric name -> [n] (or [R, n])
+    metrics: list        # per call: device arrays, metric name -> [steps] (or [R, steps])
     vals: list | None    # device scalars of the eval batches after the chunk (or [R] each)
 
 
@@ -503,7 +503,9 @@ class _Group:
 
     def write(self, c: _Pending) -> float | None:
         """Fetch a chunk's results and write every run's lines; the first run's last train loss."""
-        m = jax.device_get(c.metrics)
+        parts = jax.device_get(c.metrics)
+        m = {k: np.concatenate([np.atleast_1d(x[k]) if self.R == 1 else x[k] for x in parts], axis=-1)
+             for k in parts[0]}
         vals = None if c.vals is None else np.mean(np.stack([np.atleast_1d(v) for v in jax.device_get(c.vals)]), 0)
         now, tokens = time.perf_counter(), self.runs[0].p.batch.tokens_before(c.start + c.n)
         # Throughput between consecutive writes: in steady state, one chunk's device time.
@@ -563,12 +565,13 @@ def train_group(cfgs: list[Config], run_dirs, *, stop_after: int | None = None, 
                             for s in range(step, step + n)])
         lrs = plans[0].lrs(step, n) if R == 1 else np.stack([pl.lrs(step, n) for pl in plans])
         if n == t.scan_steps:
-            return fns.train_chunk(state, batches, lrs)
+            state, m = fns.train_chunk(state, batches, lrs)
+            return state, [m]
         ms = []
         for i in range(n):
             state, m = fns.train_chunk(state, batches[i:i + 1], lrs[..., i:i + 1])
             ms.append(m)
-        return state, jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=-1), *ms)
+        return state, ms
 
     from tqdm.auto import tqdm
     bar = tqdm(total=end, initial=start, unit="step", disable=None if progress else True, leave=False,
@@ -585,10 +588,12 @@ def train_group(cfgs: list[Config], run_dirs, *, stop_after: int | None = None, 
     with StopRequest() as stop:
         try:
             if start == p.init_step:   # validation loss where the run starts (the curve's first point)
-                write(_Pending(start, 0, {k: np.zeros((R, 0) if R > 1 else 0) for k in names},
+                write(_Pending(start, 0, [{k: np.zeros((R, 0) if R > 1 else 0) for k in names}],
                                evaluate(state.params)))
-            while step < end and not group.all_diverged and not stop.requested:
+            while step < end and not group.all_diverged:
                 maybe_inject_fault(start, step)
+                if stop.requested:
+                    break
                 n = p.chunk_len(step, end)
                 state, m = run_chunk(state, step, n)
                 if pending is not None:

@@ -189,7 +189,7 @@ def _moe_ref(p, x_NxD, k):
     srt = np.sort(probs, axis=-1)[:, ::-1]
     assert np.min(srt[:, k - 1] - srt[:, k]) > 1e-4, "near-tie in routing: reference ambiguous"
     top = np.take_along_axis(probs, idx, -1)
-    gates = top / top.sum(-1, keepdims=True)
+    gates = top if k == 1 else top / top.sum(-1, keepdims=True)     # Switch: the raw top-1 probability
     wg, wu, wd = (np.asarray(p[n], np.float64) for n in ("w_gate", "w_up", "w_down"))
     y = np.zeros_like(x)
     for n in range(x.shape[0]):
@@ -221,15 +221,16 @@ def _moe_params(cfg):
 
 
 MOE_SHARED = dataclasses.replace(MOE, shared_expert=True)
+MOE_TOP1 = dataclasses.replace(MOE, top_k=1)
 
 
-@pytest.mark.parametrize("cfg", [MOE, MOE_DENSE_IMPL, MOE_SHARED], ids=["ragged", "dense", "shared"])
+@pytest.mark.parametrize("cfg", [MOE, MOE_DENSE_IMPL, MOE_SHARED, MOE_TOP1], ids=["ragged", "dense", "shared", "top1"])
 def test_moe_layer_matches_numpy(cfg):
     p = _moe_params(cfg)
     assert ("shared" in p) == cfg.shared_expert
     y, aux = _moe_apply(cfg)({"params": p}, jnp.asarray(X))
     x = X.reshape(-1, D)
-    y_ref, load, lb, z = _moe_ref(p, x, K)
+    y_ref, load, lb, z = _moe_ref(p, x, cfg.top_k)
     if cfg.shared_expert:
         s = {k: np.asarray(v["kernel"], np.float64) for k, v in p["shared"].items()}
         shared = _swiglu(x.astype(np.float64), s["gate"], s["up"], s["down"])
@@ -237,7 +238,7 @@ def test_moe_layer_matches_numpy(cfg):
         y_ref = y_ref + shared
     np.testing.assert_allclose(np.asarray(y).reshape(-1, D), y_ref, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(np.asarray(aux["load"]), load)
-    assert int(np.sum(aux["load"])) == B * 8 * K
+    assert int(np.sum(aux["load"])) == B * 8 * cfg.top_k
     assert float(aux["lb_loss"]) == pytest.approx(lb, rel=1e-5)
     assert float(aux["z_loss"]) == pytest.approx(z, rel=1e-5)
 
@@ -281,3 +282,47 @@ def test_ragged_and_dense_impl_agree():
     # the experts and the router do receive gradient
     assert np.abs(np.asarray(ga["block_0"]["moe"]["w_down"])).max() > 0
     assert np.abs(np.asarray(ga["block_0"]["moe"]["router"]["kernel"])).max() > 0
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_router_gets_a_gradient_from_the_loss_alone(k):
+    """No auxiliary losses: the router learns only through the gates (k = 1 used to get ~1e-11)."""
+    cfg = dataclasses.replace(MOE, top_k=k, moe_aux_coef=0.0, moe_z_coef=0.0)
+    params = _scaled(_params(cfg), 5.0)
+    toks = jnp.asarray(np.random.default_rng(7).integers(0, V, size=(B, T + 1)).astype(np.int32))
+
+    def ce(p):
+        logits, _ = Transformer(cfg).apply({"params": p}, toks[:, :-1])
+        return optax.softmax_cross_entropy_with_integer_labels(logits, toks[:, 1:]).mean()
+    g = jax.jit(jax.grad(ce))(params)
+    router = np.abs(np.asarray(g["block_0"]["moe"]["router"]["kernel"])).max()
+    experts = np.abs(np.asarray(g["block_0"]["moe"]["w_down"])).max()
+    assert router > 1e-3 * experts, (router, experts)
+
+
+@pytest.mark.parametrize("qk_norm", [False, True])
+def test_fused_attention_path_matches_einsum_on_cpu(qk_norm):
+    """The accelerator branch (jax.nn.dot_product_attention) run on CPU against the CPU einsums."""
+    from bsz_lr.model import causal_attention
+    rng = np.random.default_rng(3)
+    q, k, v = (jnp.asarray(rng.normal(size=(B, T, 2, 8)), jnp.float32) for _ in range(3))
+
+    def loss(impl, q, k, v):
+        return jnp.sum(causal_attention(q, k, v, 0.35, impl) ** 2)
+    for a, b in zip(jax.value_and_grad(functools.partial(loss, "einsum"), argnums=(0, 1, 2))(q, k, v),
+                    jax.value_and_grad(functools.partial(loss, "fused"), argnums=(0, 1, 2))(q, k, v)):
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-5, atol=2e-5)
+    out = causal_attention(q, k, v, 0.35, "fused")
+    # causal: the first position attends to itself only
+    np.testing.assert_allclose(np.asarray(out[:, 0]), np.asarray(v[:, 0]), rtol=1e-5, atol=1e-6)
+
+
+def test_init_params_compiles_once_per_config():
+    from bsz_lr.train import compile_counts
+    cfg = model_size("nano", d_model=24, n_heads=2)            # a shape no other test uses
+    init_params(cfg, jax.random.key(0))
+    before = compile_counts()
+    for seed in (1, 2, 3):
+        init_params(cfg, jax.random.key(seed))
+    assert compile_counts() == before

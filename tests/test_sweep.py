@@ -44,6 +44,11 @@ def finals(root, exp):
     return {r["hash"]: rows(r["dir"]) for r in load_runs(root, exp.name, "smoke")}
 
 
+def runs_with_a_checkpoint(root):
+    """Run dirs holding at least one finished checkpoint (old ones are pruned; orbax tmp dirs don't count)."""
+    return len({c.parent.parent for c in Path(root).glob("*/*/*/ckpt/*") if c.name.isdigit()})
+
+
 def sweep_cmd(f, root, *extra):
     return [sys.executable, "-m", "bsz_lr", "sweep", str(f), "--profile", "smoke", "--runs", str(root),
             "--workers", "1", "--no-progress", *extra]
@@ -65,7 +70,7 @@ def test_rerun_skips_done_and_dry_run_trains_nothing(tmp_path, capsys):
 
 
 def test_sigkill_at_a_random_moment_then_rerun_matches_uninterrupted(tmp_path):
-    exp, f = write_exp(tmp_path, steps=100)
+    exp, f = write_exp(tmp_path, grid={"optim.lr": [1e-3, 3e-3]}, steps=300)
     run_sweep(exp, "smoke", tmp_path / "ref", progress=False)
     seed = os.environ.get("BSZ_LR_TEST_SEED") or str(random.randrange(10 ** 6))   # printed on failure
     rng = random.Random(seed)
@@ -75,11 +80,11 @@ def test_sigkill_at_a_random_moment_then_rerun_matches_uninterrupted(tmp_path):
     deadline = time.time() + 60
     while not list((tmp_path / "cut").glob("*/smoke/*/metrics.jsonl")) and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(rng.uniform(0.0, 2.5))
+    time.sleep(rng.uniform(0.0, 1.5))
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    killed = [run_state(d)[0] for d in (tmp_path / "cut").glob("*/smoke/*") if d.is_dir()]
-    assert killed.count("completed") < 3, f"the kill came too late to interrupt anything (seed {seed})"
+    killed = [run_state(d)[0] for d in (tmp_path / "cut").glob("*/smoke/*") if d.is_dir() and "." not in d.name]
+    assert killed.count("completed") < 2, f"the kill came too late to interrupt anything (seed {seed})"
     assert subprocess.run(sweep_cmd(f, tmp_path / "cut"), cwd=REPO, capture_output=True).returncode == 0
     assert finals(tmp_path / "cut", exp) == finals(tmp_path / "ref", exp), f"seed {seed}"
     assert all(run_state(r["dir"])[0] == "completed" for r in load_runs(tmp_path / "cut", exp.name, "smoke"))
@@ -246,8 +251,9 @@ def test_killed_vmapped_group_resumes_as_a_group_with_the_same_numbers(tmp_path)
     proc = subprocess.Popen(sweep_cmd(f, tmp_path / "cut", "--vmap", "2"), cwd=REPO, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60        # kill once both replicas have a checkpoint
-    while time.time() < deadline and len(list((tmp_path / "cut").glob("*/smoke/*/ckpt/20"))) < 2:
-        time.sleep(0.05)
+    while time.time() < deadline and runs_with_a_checkpoint(tmp_path / "cut") < 2:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the sweep finished before both runs had a checkpoint"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert subprocess.run(sweep_cmd(f, tmp_path / "cut", "--vmap", "2"), cwd=REPO,
@@ -256,3 +262,106 @@ def test_killed_vmapped_group_resumes_as_a_group_with_the_same_numbers(tmp_path)
     for r in load_runs(tmp_path / "cut", exp.name, "smoke"):
         starts = [json.loads(x)["start_step"] for x in (Path(r["dir"]) / "attempts.jsonl").read_text().splitlines()]
         assert len(starts) == 2 and starts[0] == 0 and starts[1] > 0
+
+
+def test_sigkill_at_a_chosen_step_then_rerun_matches_uninterrupted(tmp_path):
+    """Deterministic: the fault hook SIGKILLs the runner when it reaches step 55 (checkpoint at 40)."""
+    exp, f = write_exp(tmp_path, grid={"optim.lr": [1e-3, 3e-3]}, steps=100)
+    run_sweep(exp, "smoke", tmp_path / "ref", progress=False)
+    env = {**os.environ, "BSZ_LR_FAULT": "sigkill@55"}
+    out = subprocess.run(sweep_cmd(f, tmp_path / "cut"), cwd=REPO, capture_output=True, text=True, env=env)
+    assert out.returncode == -signal.SIGKILL
+    states = sorted(run_state(d)[0] for d in (tmp_path / "cut").glob("*/smoke/*") if d.is_dir() and "." not in d.name)
+    assert states == ["running"]                      # the first run died mid-way; the second never started
+    assert subprocess.run(sweep_cmd(f, tmp_path / "cut"), cwd=REPO, capture_output=True).returncode == 0
+    assert finals(tmp_path / "cut", exp) == finals(tmp_path / "ref", exp)
+    for r in load_runs(tmp_path / "cut", exp.name, "smoke"):
+        starts = [json.loads(x)["start_step"] for x in (Path(r["dir"]) / "attempts.jsonl").read_text().splitlines()]
+        assert starts in ([0], [0, 40])
+
+
+@pytest.mark.parametrize("sig, group", [(signal.SIGINT, True), (signal.SIGTERM, False)],
+                         ids=["ctrl-c-to-the-process-group", "sigterm-to-the-runner-only"])
+def test_a_signalled_sweep_checkpoints_every_worker_and_resumes_exactly(tmp_path, sig, group):
+    exp, f = write_exp(tmp_path, grid={"optim.lr": [1e-3, 3e-3]}, steps=400)
+    run_sweep(exp, "smoke", tmp_path / "ref", progress=False, workers=2)
+    proc = subprocess.Popen(sweep_cmd(f, tmp_path / "cut", "--workers", "2"), cwd=REPO,
+                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120                      # signal once both runs are training
+    while time.time() < deadline and runs_with_a_checkpoint(tmp_path / "cut") < 2:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the sweep finished before both runs had a checkpoint"
+    (os.killpg if group else os.kill)(proc.pid, sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err
+    assert "Traceback" not in err and f"stopped by {signal.Signals(sig).name}" in err
+    runs = load_runs(tmp_path / "cut", exp.name, "smoke")
+    assert len(runs) == 2
+    for r in runs:
+        st = r["status"]
+        if st["status"] != "completed":               # stopped where it was, with a checkpoint there
+            assert st["status"] == "interrupted", st
+            assert st["step"] in [int(p.name) for p in (Path(r["dir"]) / "ckpt").iterdir() if p.name.isdigit()]
+    assert any(r["status"]["status"] == "interrupted" for r in runs)
+    assert subprocess.run(sweep_cmd(f, tmp_path / "cut"), cwd=REPO, capture_output=True).returncode == 0
+    assert finals(tmp_path / "cut", exp) == finals(tmp_path / "ref", exp)
+
+
+def test_a_failing_run_is_tried_once_per_sweep_and_the_sweep_says_so(tmp_path):
+    exp, f = write_exp(tmp_path, grid={"optim.lr": [1e-3], "data.corpus": ["austen", str(tmp_path / "nope")]})
+    for attempt in range(2):                          # each invocation tries it once, whatever the workers
+        out = subprocess.run(sweep_cmd(f, tmp_path / "r", "--workers", "2"), cwd=REPO,
+                             capture_output=True, text=True)
+        assert out.returncode == 1
+        assert out.stderr.count(": failed: DataError") == 1, out.stderr
+        assert "not finished:" in out.stderr and "failed (DataError" in out.stderr
+
+
+def test_all_workers_crashing_is_not_success(tmp_path):
+    exp, f = write_exp(tmp_path, grid={"optim.lr": [1e-3, 3e-3]})
+    env = {**os.environ, "BSZ_LR_FAULT": "error@15"}  # every worker's first run raises at step 20
+    out = subprocess.run(sweep_cmd(f, tmp_path / "r", "--workers", "2"), cwd=REPO, capture_output=True,
+                         text=True, env=env)
+    assert out.returncode == 1 and out.stdout.count("2 failed") == 1, out.stdout + out.stderr
+    assert out.stderr.count("not finished:") == 2
+
+
+def test_branch_point_past_the_parent_is_refused_at_expansion(tmp_path, capsys):
+    exp, _ = write_exp(tmp_path, extra='BRANCHES = {"at_tokens": [2560, 10**9]}\n')
+    from bsz_lr.config import ConfigError
+    with pytest.raises(ConfigError, match="branches.at_tokens: 1,000,000,000 is past the end"):
+        run_sweep(exp, "smoke", tmp_path / "r", dry_run=True)
+    assert not (tmp_path / "r").exists()
+
+
+def test_figures_use_the_current_expansion_and_are_byte_identical(tmp_path, capsys):
+    from bsz_lr.figures import build_all, select_runs
+    exp = load_experiment("wsd_branches")
+    assert run_sweep(exp, "smoke", tmp_path / "r", progress=False) == 0
+    # A stale run under the same NAME (an edited grid, a copied file) is not plotted, and is mentioned.
+    stale = apply_overrides(plan_runs(exp, "smoke", tmp_path / "r")[0].cfg, {"optim.lr": 1e-2})
+    train(stale, tmp_path / "r" / exp.name / "smoke" / "stale0000000", progress=False)
+    prof, runs, note = select_runs(exp, tmp_path / "r")
+    assert prof == "smoke" and len(runs) == 4 and "1 other run(s)" in note
+    m1 = build_all(tmp_path / "r", tmp_path / "f", only=["wsd_branches"])
+    first = {p.name: p.read_bytes() for p in (tmp_path / "f").iterdir()}
+    build_all(tmp_path / "r", tmp_path / "f", only=["wsd_branches"])
+    assert {p.name: p.read_bytes() for p in (tmp_path / "f").iterdir()} == first
+    assert m1["wsd_branches"]["profile"] == "smoke" and "git_commit" not in m1["wsd_branches"]
+    assert "wsd_branches <- wsd_branches/smoke" in capsys.readouterr().out
+
+
+def test_figures_prefer_the_largest_profile_whose_runs_are_all_done(tmp_path):
+    from bsz_lr.figures import select_runs
+    exp, _ = write_exp(tmp_path, grid={"optim.lr": [1e-3, 3e-3]},
+                       extra='PROFILES["gpu"] = {"train.steps": 20}\n')
+    assert run_sweep(exp, "smoke", tmp_path / "r", progress=False) == 0
+    assert select_runs(exp, tmp_path / "r")[0] == "smoke"
+    gpu = plan_runs(exp, "gpu", tmp_path / "r")
+    train(gpu[0].cfg, gpu[0].dir, progress=False)          # one of two gpu runs: partial
+    prof, runs, note = select_runs(exp, tmp_path / "r")
+    assert prof == "smoke"
+    assert select_runs(exp, tmp_path / "r", "gpu")[1:] == (
+        [r for r in load_runs(tmp_path / "r", exp.name, "gpu")], "1 completed of 2 planned runs (partial)")
+    train(gpu[1].cfg, gpu[1].dir, progress=False)
+    assert select_runs(exp, tmp_path / "r")[0] == "gpu"

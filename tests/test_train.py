@@ -168,3 +168,80 @@ def test_group_refuses_members_at_different_checkpoints(tiny_cfg, tmp_path):
     train(a, tmp_path / "a", progress=False, stop_after=20)
     with pytest.raises(ConfigError, match="different checkpoints"):
         train_group([a, b], [tmp_path / "a", tmp_path / "b"], progress=False)
+
+
+def test_lr_follows_tokens_not_steps_under_a_batch_ramp(tiny_cfg, tmp_path):
+    """The schedule's progress is tokens consumed: after a batch change each step moves it further."""
+    from bsz_lr.schedules import lr_factor
+    cfg = apply_overrides(tiny_cfg, {"data.batch_stages": ((3000, 32),), "schedule.warmup_steps": 0,
+                                     "schedule.warmup_tokens": 2048, "schedule.decay_fraction": 0.5})
+    p = plan(cfg)
+    tokens, consumed = [], 0                        # simulated by hand: 8 sequences until 3000 tokens, then 32
+    for s in range(p.total_steps):
+        tokens.append(consumed)
+        consumed += (8 if consumed < 3000 else 32) * 32
+    assert p.total_tokens == consumed
+    want = cfg.optim.lr * lr_factor(cfg.schedule, np.array(tokens, float), consumed, 2048)
+    np.testing.assert_allclose(p.lrs(0, p.total_steps), want, rtol=1e-6)
+    by_steps = cfg.optim.lr * lr_factor(cfg.schedule, np.arange(p.total_steps) * 8 * 32.0,
+                                        p.total_steps * 8 * 32, 2048)
+    assert not np.allclose(p.lrs(0, p.total_steps), by_steps, rtol=1e-3)   # the test can tell them apart
+    train(cfg, tmp_path / "r", progress=False)
+    logged = {r["step"]: r["lr"] for r in rows(tmp_path / "r") if "lr" in r}
+    for s, lr in logged.items():
+        assert lr == pytest.approx(want[s - 1], rel=1e-6)
+
+
+def test_a_run_compiles_its_step_once_per_length_it_needs(tiny_cfg, tmp_path):
+    """Kept checkpoints off the scan grid and a batch change: one compiled length of scan_steps and
+    one single step per batch shape; a second run of the same shape compiles nothing."""
+    cfg = apply_overrides(tiny_cfg, {"train.steps": 60, "train.save_at_tokens": (13 * 256, 27 * 256),
+                                     "data.batch_stages": ((37 * 256, 16),)})
+    before = compile_counts()
+    train(cfg, tmp_path / "a", progress=False)
+    got = compile_counts() - before
+    assert got["jit(chunk)"] <= 4, got                     # {10, 1} steps x {8, 16} sequences
+    assert sum(got.values()) - got["jit(chunk)"] <= 8, got   # init and eval, once each
+    again = compile_counts()
+    train(apply_overrides(cfg, {"optim.lr": 1e-3}), tmp_path / "b", progress=False)
+    assert compile_counts() == again
+
+
+@pytest.mark.parametrize("sig,at,stopped", [("sigterm", 25, 30), ("sigint", 5, 10)])
+def test_a_signal_checkpoints_and_stops_then_resumes_exactly(tiny_cfg, tmp_path, monkeypatch, sig, at, stopped):
+    """SIGTERM / SIGINT (sent by the fault hook at a chosen step) end the run cleanly at the next chunk
+    with a checkpoint, also before the first regular one (step 10 < 20)."""
+    monkeypatch.setenv("BSZ_LR_FAULT", f"{sig}@{at}")
+    st = train(tiny_cfg, tmp_path / "r", progress=False)
+    assert st["status"] == "interrupted" and st["step"] == stopped and st["signal"] == sig.upper()
+    assert st["final_val_loss"] is None and st["last_val_loss"] is not None
+    assert stopped in [int(p.name) for p in (tmp_path / "r" / "ckpt").iterdir() if p.name.isdigit()]
+    assert max(r["step"] for r in rows(tmp_path / "r")) == stopped
+    st = train(tiny_cfg, tmp_path / "r", progress=False)
+    assert st["status"] == "completed"
+    attempts = [json.loads(x) for x in (tmp_path / "r" / "attempts.jsonl").read_text().splitlines()]
+    assert [a["start_step"] for a in attempts] == [0, stopped]
+    train(tiny_cfg, tmp_path / "ref", progress=False)
+    assert rows(tmp_path / "r") == rows(tmp_path / "ref")
+
+
+def test_a_branch_with_a_missing_parent_writes_nothing(tiny_cfg, tmp_path):
+    cfg = apply_overrides(tiny_cfg, {"train.init_from": "0123456789ab", "train.init_tokens": 2560})
+    with pytest.raises(ConfigError, match="train.init_from: parent run .* is missing"):
+        train(cfg, tmp_path / "runs" / "b", progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_train_interrupted_is_one_line_and_exit_143(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import TINY
+    env = {**os.environ, "BSZ_LR_FAULT": "sigterm@25"}
+    out = subprocess.run([sys.executable, "-m", "bsz_lr", "train", "--out", str(tmp_path / "r"), *TINY],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 143, out.stderr
+    assert out.stderr.strip() == ("bsz_lr: SIGTERM at step 30; resumes from its checkpoint; "
+                                  f"run the same command to resume ({tmp_path / 'r'})")    # no bar: not a tty
+    assert json.loads(out.stdout)["status"] == "interrupted"
