@@ -31,6 +31,8 @@ BENCH_MODELS = [
     ("small", ["model.size=small", "data.seq_len=128", "data.batch_size=32"]),
     ("medium", ["model.size=medium", "data.seq_len=256", "data.batch_size=32"]),
 ]
+# The PyTorch peer table adds the ~10M model of the issue that asked for it.
+PEER_MODELS = BENCH_MODELS + [("base", ["model.size=base", "data.seq_len=256", "data.batch_size=16"])]
 
 
 def _best_time(fn, repeats: int) -> float:
@@ -164,8 +166,169 @@ def sweep_throughput(quick: bool) -> list[dict]:
     return rows
 
 
-def main(quick: bool = False) -> int:
+# ---------------------------------------------------------------------------
+# The PyTorch peer: the same model, shapes and AdamW, timed alternately with bsz_lr's step.
+
+def torch_peer(quick: bool, models=None, rounds: int = 0, seconds: float = 0.0) -> list[dict]:
+    """Per model: parity (same weights, one step) and tokens/s of bsz_lr's step (1 and 10 steps per
+    call), PyTorch eager and torch.compile, measured in alternation for `rounds` rounds."""
+    from . import bench_torch as bt
+    from .model import init_params
+    rounds = rounds or (1 if quick else 3)
+    seconds = seconds or (1.0 if quick else 5.0)
+    rows = []
+    for name, ov in models or PEER_MODELS:
+        cfg = apply_overrides(Config(), ov)
+        corpus = load_corpus(cfg.data, cfg.model.vocab_size)
+        sched = BatchSchedule.from_config(cfg)
+        batches = [batch_at(corpus.train, 0, s, sched) for s in range(10)]
+        params = init_params(cfg.model, jax.random.key(0))
+        par = bt.parity(cfg, params, batches[0])
+        peers = {"torch eager": bt.TorchPeer(params, cfg), "torch compile": bt.TorchPeer(params, cfg, compile=True)}
+        peers["torch compile"].tokens_per_s(batches, 0.0)            # compile before the clock starts
+        runs: dict[str, list[float]] = {k: [] for k in ("bsz_lr step", "bsz_lr scan 10", *peers)}
+        for _ in range(rounds):
+            runs["bsz_lr step"].append(measure_model(cfg, corpus, 1, chunks=2, seconds=seconds)["tokens_per_s"])
+            runs["bsz_lr scan 10"].append(measure_model(cfg, corpus, 10, chunks=2, seconds=seconds)["tokens_per_s"])
+            for k, peer in peers.items():
+                runs[k].append(peer.tokens_per_s(batches, seconds))
+        paired = [max(a, b) / max(c, d) for a, b, c, d in zip(runs["bsz_lr step"], runs["bsz_lr scan 10"],
+                                                           runs["torch eager"], runs["torch compile"])]
+        rows.append({"model": name, "T": cfg.data.seq_len, "B": cfg.data.batch_size, "parity": par,
+                     "tokens_per_s": {k: {"min": min(v), "median": float(np.median(v))} for k, v in runs.items()},
+                     "ratio_best": {"median": float(np.median(paired)), "min": min(paired), "max": max(paired)}})
+    return rows
+
+
+def _print_peer(rows: list[dict]) -> None:
+    modes = ("bsz_lr step", "bsz_lr scan 10", "torch eager", "torch compile")
+    print("model    T   B   " + "  ".join(f"{m:>20}" for m in modes) + "   bsz_lr best / torch best (per round)")
+    for r in rows:
+        t = r["tokens_per_s"]
+        cells = "  ".join(f"{t[m]['median']:>10,.0f} ({t[m]['min']:>7,.0f})" for m in modes)
+        q = r["ratio_best"]
+        print(f"{r['model']:8} {r['T']:>3} {r['B']:>3} {cells}   {q['median']:.2f}x ({q['min']:.2f}-{q['max']:.2f})")
+    for r in rows:
+        p = r["parity"]
+        print(f"  parity {r['model']}: params {p['jax_params']:,} / {p['torch_params']:,}, first-step loss "
+              f"{p['jax_loss']:.6f} / {p['torch_loss']:.6f}, grad norm {p['jax_grad_norm']:.6f} / "
+              f"{p['torch_grad_norm']:.6f}")
+
+
+# ---------------------------------------------------------------------------
+# Where the time of a step goes: each part jitted and timed alone (ms per training step).
+
+def _ms(fn, *args, repeats: int = 7) -> float:
+    jax.block_until_ready(fn(*args))
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        ts.append(time.perf_counter() - t)
+    return 1e3 * float(np.median(ts))
+
+
+def time_breakdown(cfg: Config, corpus) -> dict:
+    """Milliseconds per training step of the whole step and of its parts, each timed alone.
+
+    step (scan 10) and step (1 per call): the trainer's compiled chunk; fwd+bwd: loss and
+    gradients; forward: loss only; optimizer: clip + Adam + WD + apply; attention: the causal
+    attention core (scores, mask, softmax, weighted sum), forward and backward, x layers; linear
+    layers: every projection matmul (q k v o, gate up down), forward and both backward matmuls,
+    x layers; head + CE: the output matmul and cross-entropy, forward and backward; the rest of
+    fwd+bwd (norms, RoPE, SwiGLU product, embedding, residuals, copies) is what is left."""
+    import functools
+    import optax
+    from .model import Transformer, causal_attention, init_params
+    from .train import loss_fn
+    from .optim import build_optimizer
+    m, B, T = cfg.model, cfg.data.batch_size, cfg.data.seq_len
+    H, K, D, Fw, L, V = m.n_heads, m.d_head, m.d_model, m.ffn_width, m.n_layers, m.vocab_size
+    sched = BatchSchedule.from_config(cfg)
+    out = {}
+    for k in (10, 1):
+        r = measure_model(cfg, corpus, k, chunks=3 if k == 10 else 20)
+        out[f"step (scan {k})" if k == 10 else "step (1 per call)"] = 1e3 * B * T / r["tokens_per_s"]
+    model = Transformer(m)
+    params = init_params(m, jax.random.key(0))
+    batch = jnp.asarray(batch_at(corpus.train, 0, 0, sched))
+    loss = functools.partial(loss_fn, model)
+    out["fwd+bwd"] = _ms(jax.jit(jax.value_and_grad(loss, has_aux=True)), params, batch)
+    out["forward"] = _ms(jax.jit(loss), params, batch)
+    opt = build_optimizer(cfg.optim, params, m)
+    grads = jax.tree.map(lambda x: 1e-3 * jnp.ones_like(x), params)
+    upd = jax.jit(lambda g, s, p: optax.apply_updates(p, opt.update(g, s, p)[0]))
+    out["optimizer"] = _ms(upd, grads, opt.init(params), params)
+    rng = np.random.default_rng(0)
+    x = lambda *shape: jnp.asarray(rng.normal(size=shape), jnp.float32)
+    q, kk, v, w = x(B, T, H, K), x(B, T, H, K), x(B, T, H, K), x(B, T, H, K)
+    att = jax.jit(jax.grad(lambda q, k, v: jnp.sum(causal_attention(q, k, v, K ** -0.5) * w), argnums=(0, 1, 2)))
+    out["attention"] = L * _ms(att, q, kk, v)
+    lin = jax.jit(jax.grad(lambda a, b, g: jnp.sum((a @ b) * g), argnums=(0, 1)))
+    per_layer = sum(n * _ms(lin, x(B * T, i), x(i, o), x(B * T, o)) for n, i, o in [(4, D, D), (2, D, Fw), (1, Fw, D)])
+    out["linear layers"] = L * per_layer
+    labels = jnp.asarray(rng.integers(0, V, (B * T,)))
+    ce = jax.jit(jax.grad(lambda h, wh: optax.softmax_cross_entropy_with_integer_labels(h @ wh, labels).mean(),
+                          argnums=(0, 1)))
+    out["head + CE"] = _ms(ce, x(B * T, D), x(D, V))
+    out["rest of fwd+bwd"] = out["fwd+bwd"] - out["attention"] - out["linear layers"] - out["head + CE"]
+    return out
+
+
+def _peer_breakdown(cfg: Config) -> dict:
+    """The PyTorch side of the same parts, where it has them as separate calls."""
+    from . import bench_torch as bt
+    if not bt.available():
+        return {}
+    torch, F = bt.torch, bt.F
+    m, B, T = cfg.model, cfg.data.batch_size, cfg.data.seq_len
+    H, K, D, Fw, L = m.n_heads, m.d_head, m.d_model, m.ffn_width, m.n_layers
+
+    def ms(fn, repeats=7):
+        fn()
+        ts = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+        return 1e3 * float(np.median(ts))
+    q, k, v = (torch.randn(B, H, T, K, requires_grad=True) for _ in range(3))
+    w = torch.randn(B, H, T, K)
+    out = {"attention": L * ms(lambda: (F.scaled_dot_product_attention(q, k, v, is_causal=True) * w).sum().backward())}
+    tot = 0.0
+    for n, i, o in [(4, D, D), (2, D, Fw), (1, Fw, D)]:
+        a, b, g = torch.randn(B * T, i, requires_grad=True), torch.randn(i, o, requires_grad=True), torch.randn(B * T, o)
+        tot += n * ms(lambda: ((a @ b) * g).sum().backward())
+    out["linear layers"] = L * tot
+    return out
+
+
+def _print_breakdown() -> list[dict]:
+    rows = []
+    print("ms per training step, each part timed alone (jax; torch for the parts it has as calls):")
+    for name, ov in PEER_MODELS:
+        cfg = apply_overrides(Config(), ov)
+        b = time_breakdown(cfg, load_corpus(cfg.data, cfg.model.vocab_size))
+        t = _peer_breakdown(cfg)
+        print(f"  {name} (T={cfg.data.seq_len}, B={cfg.data.batch_size}): " + ", ".join(
+            f"{k} {v:.1f}" + (f" [torch {t[k]:.1f}]" if k in t else "") for k, v in b.items()), flush=True)
+        rows.append({"model": name, "jax_ms": b, "torch_ms": t})
+    return rows
+
+
+def main(quick: bool = False, peer_only: bool = False, where: bool = False) -> int:
     enable_compilation_cache()
+    from . import bench_torch
+    if where:
+        print(json.dumps({"breakdown": _print_breakdown()}))
+        return 0
+    if peer_only:
+        if not bench_torch.available():
+            print(bench_torch.INSTALL_HINT)
+            return 1
+        _print_peer(peer := torch_peer(quick))
+        print(json.dumps({"torch_peer": peer}))
+        return 0
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} x{jax.device_count()} "
           f"({jax.default_backend()})")
     ceiling = matmul_ceiling(repeats=2 if quick else 5)
@@ -193,5 +356,12 @@ def main(quick: bool = False) -> int:
     sweep = sweep_throughput(quick)
     for r in sweep:
         print(f"  {r['mode']:40} {r['tokens_per_s']:>10,.0f} tokens/s  {r['speedup']:.2f}x", flush=True)
-    print(json.dumps({"ceiling_gflops": ceiling["gflops"], "rows": rows, "sweep": sweep}))
+    peer = None
+    if bench_torch.available():
+        print(f"\nPyTorch peer (torch {bench_torch.torch.__version__}, {bench_torch.torch.get_num_threads()} threads), "
+              "tokens/s median (min) over alternating rounds:")
+        _print_peer(peer := torch_peer(quick))
+    else:
+        print("\n" + bench_torch.INSTALL_HINT)
+    print(json.dumps({"ceiling_gflops": ceiling["gflops"], "rows": rows, "sweep": sweep, "torch_peer": peer}))
     return 0

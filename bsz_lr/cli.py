@@ -106,7 +106,7 @@ def _figures(args) -> int:
 
 def _bench(args) -> int:
     from .bench import main as bench_main
-    return bench_main(quick=args.quick)
+    return bench_main(quick=args.quick, peer_only=args.peer, where=args.where)
 
 
 def _info(args) -> int:
@@ -157,6 +157,8 @@ def main(argv=None) -> int:
 
     b = sub.add_parser("bench", help="tokens/s and FLOP/s vs the matmul ceiling")
     b.add_argument("--quick", action="store_true", help="fewer steps (a sanity run, not a measurement)")
+    b.add_argument("--peer", action="store_true", help="only the PyTorch peer table (needs the `bench` extra)")
+    b.add_argument("--where", action="store_true", help="where a step's time goes: its parts timed alone")
     b.set_defaults(fn=_bench)
 
     i = sub.add_parser("info", help="resolved config, parameter counts and corpus sizes")

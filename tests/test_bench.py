@@ -22,3 +22,24 @@ def test_flops_per_token_follows_the_palm_convention(tiny_cfg):
 def test_measure_model_runs_one_chunk(tiny_cfg):
     r = measure_model(tiny_cfg, load_corpus(tiny_cfg.data, 256), scan_steps=10, chunks=1)
     assert r["tokens_per_s"] > 0 and r["gflops"] > 0 and r["params"] == 11568
+
+
+def test_torch_peer_is_the_same_model(tiny_cfg):
+    """Same weights and batch: equal parameter count, first-step loss and gradient norm (needs torch)."""
+    import pytest
+    pytest.importorskip("torch")
+    from bsz_lr import bench_torch
+    from bsz_lr.data import batch_at
+    from bsz_lr.schedules import BatchSchedule
+    b = batch_at(load_corpus(tiny_cfg.data, 256).train, 0, 0, BatchSchedule.from_config(tiny_cfg))
+    p = bench_torch.parity(tiny_cfg, init_params(tiny_cfg.model, jax.random.key(0)), b)
+    assert p["jax_params"] == p["torch_params"]
+    assert abs(p["jax_loss"] - p["torch_loss"]) < 1e-5 * p["jax_loss"]
+    assert abs(p["jax_grad_norm"] - p["torch_grad_norm"]) < 1e-4 * p["jax_grad_norm"]
+
+
+def test_bench_without_torch_says_how_to_get_it(monkeypatch, capsys):
+    from bsz_lr import bench, bench_torch
+    monkeypatch.setattr(bench_torch, "torch", None)
+    assert bench.main(peer_only=True) == 1
+    assert "pip install -e '.[bench]'" in capsys.readouterr().out

@@ -318,6 +318,25 @@ def test_fused_attention_path_matches_einsum_on_cpu(qk_norm):
     np.testing.assert_allclose(np.asarray(out[:, 0]), np.asarray(v[:, 0]), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("T, block", [(24, 8), (20, 8), (16, 16), (8, 64)],
+                         ids=["3-blocks", "ragged-last-block", "one-block", "shorter-than-block"])
+def test_blocked_attention_matches_einsum(T, block):
+    """The CPU default skips the masked blocks; outputs and gradients equal the full-mask einsums."""
+    from bsz_lr.model import causal_attention
+    rng = np.random.default_rng(4)
+    q, k, v = (jnp.asarray(rng.normal(size=(2, T, 2, 8)), jnp.float32) for _ in range(3))
+    w = jnp.asarray(rng.normal(size=(2, T, 2, 8)), jnp.float32)
+
+    def loss(impl, q, k, v):
+        return jnp.sum(causal_attention(q, k, v, 0.35, impl, block) * w)
+    ref = jax.value_and_grad(functools.partial(loss, "einsum"), argnums=(0, 1, 2))(q, k, v)
+    got = jax.value_and_grad(functools.partial(loss, "blocked"), argnums=(0, 1, 2))(q, k, v)
+    for x, y in zip(jax.tree.leaves(ref), jax.tree.leaves(got)):
+        np.testing.assert_allclose(np.asarray(y), np.asarray(x), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown impl"):
+        causal_attention(q, k, v, 0.35, "nope", block)
+
+
 def test_init_params_compiles_once_per_config():
     from bsz_lr.train import compile_counts
     cfg = model_size("nano", d_model=24, n_heads=2)            # a shape no other test uses

@@ -245,3 +245,39 @@ def test_cli_train_interrupted_is_one_line_and_exit_143(tmp_path):
     assert out.stderr.strip() == ("bsz_lr: SIGTERM at step 30; resumes from its checkpoint; "
                                   f"run the same command to resume ({tmp_path / 'r'})")    # no bar: not a tty
     assert json.loads(out.stdout)["status"] == "interrupted"
+
+
+def test_cpu_attention_choice_keeps_the_loss_curve(tmp_path, tiny_cfg, monkeypatch):
+    """The CPU speed choices change numbers only by float rounding: the blocked causal attention
+    (default on CPU) against the full-mask einsums, train loss within 1e-4 relative over 40 steps."""
+    from bsz_lr import model
+    curves = {}
+    for name, choice in [("einsum", {"impl": "einsum"}), ("blocked", {"impl": "blocked", "block": 8})]:
+        monkeypatch.setattr(model, "CPU_ATTENTION", choice)
+        compiled_fns.cache_clear()                 # the compiled step bakes the choice in
+        train(tiny_cfg, tmp_path / name, progress=False)
+        curves[name] = [(r["train_loss"], r.get("val_loss")) for r in rows(tmp_path / name) if "train_loss" in r]
+    compiled_fns.cache_clear()
+    a, b = (np.array([x[0] for x in curves[k]]) for k in ("einsum", "blocked"))
+    assert len(a) == 4
+    np.testing.assert_allclose(b, a, rtol=1e-4)
+
+
+def test_xla_cpu_defaults_keep_the_loss_curve(tmp_path):
+    """bsz_lr's XLA:CPU flag defaults (Eigen instead of YNNPACK dots) against plain XLA: same curve."""
+    import os
+    import subprocess
+    import sys
+    code = ("import sys, json; from conftest import TINY; from bsz_lr.config import Config, apply_overrides; "
+            "from bsz_lr.train import train; import os; print(os.environ.get('XLA_FLAGS', ''), file=sys.stderr); "
+            "train(apply_overrides(Config(), TINY), sys.argv[1], progress=False)")
+    flags = {}
+    for name, env in [("ours", {}), ("plain", {"BSZ_LR_XLA_DEFAULTS": "0"})]:
+        e = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "BSZ_LR_XLA_DEFAULTS")} | env
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], env=e, capture_output=True,
+                             text=True, cwd=os.path.dirname(__file__))
+        assert out.returncode == 0, out.stderr
+        flags[name] = out.stderr.strip().splitlines()[0] if out.stderr.strip() else ""
+    assert "ynn_fusion_type" in flags["ours"] and "ynn_fusion_type" not in flags["plain"], flags
+    a, b = ([r["train_loss"] for r in rows(tmp_path / n) if "train_loss" in r] for n in ("plain", "ours"))
+    np.testing.assert_allclose(b, a, rtol=1e-4)
