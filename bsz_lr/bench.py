@@ -219,6 +219,8 @@ def _print_peer(rows: list[dict]) -> None:
 # Where the time of a step goes: each part jitted and timed alone (ms per training step).
 
 def _ms(fn, *args, repeats: int = 7) -> float:
+    """Median milliseconds of fn(*args) after a warm-up call (JAX results are waited for; other
+    values, e.g. a torch call that returns None, are synchronous already)."""
     jax.block_until_ready(fn(*args))
     ts = []
     for _ in range(repeats):
@@ -284,21 +286,13 @@ def _peer_breakdown(cfg: Config) -> dict:
     m, B, T = cfg.model, cfg.data.batch_size, cfg.data.seq_len
     H, K, D, Fw, L = m.n_heads, m.d_head, m.d_model, m.ffn_width, m.n_layers
 
-    def ms(fn, repeats=7):
-        fn()
-        ts = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t)
-        return 1e3 * float(np.median(ts))
     q, k, v = (torch.randn(B, H, T, K, requires_grad=True) for _ in range(3))
     w = torch.randn(B, H, T, K)
-    out = {"attention": L * ms(lambda: (F.scaled_dot_product_attention(q, k, v, is_causal=True) * w).sum().backward())}
+    out = {"attention": L * _ms(lambda: (F.scaled_dot_product_attention(q, k, v, is_causal=True) * w).sum().backward())}
     tot = 0.0
     for n, i, o in [(4, D, D), (2, D, Fw), (1, Fw, D)]:
         a, b, g = torch.randn(B * T, i, requires_grad=True), torch.randn(i, o, requires_grad=True), torch.randn(B * T, o)
-        tot += n * ms(lambda: ((a @ b) * g).sum().backward())
+        tot += n * _ms(lambda: ((a @ b) * g).sum().backward())
     out["linear layers"] = L * tot
     return out
 

@@ -9,7 +9,6 @@ nothing else in the package imports this module.
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -146,7 +145,7 @@ def parity(cfg, params, batch_BxT1) -> dict:
     """Loss and gradient norm of one step on both sides, from the same weights and batch."""
     import jax
     import optax
-    from .model import Transformer
+    from .model import Transformer, param_counts
     from .train import loss_fn
 
     model = Transformer(cfg.model)
@@ -154,5 +153,5 @@ def parity(cfg, params, batch_BxT1) -> dict:
     peer = TorchPeer(params, cfg)
     loss, gnorm = peer.step(batch_BxT1)
     return {"jax_loss": float(ce), "torch_loss": float(loss), "jax_grad_norm": float(optax.tree.norm(grads)),
-            "torch_grad_norm": float(gnorm), "jax_params": sum(int(np.size(x)) for x in jax.tree.leaves(params)),
+            "torch_grad_norm": float(gnorm), "jax_params": param_counts(params, cfg.model)["total"],
             "torch_params": peer.n_params()}

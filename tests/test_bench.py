@@ -43,3 +43,12 @@ def test_bench_without_torch_says_how_to_get_it(monkeypatch, capsys):
     monkeypatch.setattr(bench_torch, "torch", None)
     assert bench.main(peer_only=True) == 1
     assert "pip install -e '.[bench]'" in capsys.readouterr().out
+
+
+def test_time_breakdown_reports_every_part(tiny_cfg):
+    from bsz_lr.bench import time_breakdown
+    b = time_breakdown(tiny_cfg, load_corpus(tiny_cfg.data, 256))
+    parts = ["step (scan 10)", "step (1 per call)", "fwd+bwd", "forward", "optimizer", "attention",
+             "linear layers", "head + CE", "rest of fwd+bwd"]
+    assert list(b) == parts and all(b[k] > 0 for k in parts[:-1])
+    assert abs(b["fwd+bwd"] - b["attention"] - b["linear layers"] - b["head + CE"] - b["rest of fwd+bwd"]) < 1e-9
