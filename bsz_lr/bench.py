@@ -310,9 +310,44 @@ def _print_breakdown() -> list[dict]:
     return rows
 
 
-def main(quick: bool = False, peer_only: bool = False, where: bool = False) -> int:
+def batch_throughput(quick: bool = False, sizes=("micro", "tiny"), batches=(4, 16, 64, 256),
+                     seq_len: int = 64) -> list[dict]:
+    """Tokens/s per batch size at the batch-size sweep's shapes (T = 64), one pinned core as a
+    sweep worker has, with 1 and 10 steps per jitted call and 2 micro-batches: where the small
+    batches' fixed per-step cost goes."""
+    corpus = load_corpus(Config().data, 256)
+    rows = []
+    for size in sizes:
+        for b in batches:
+            for k, mb in ((1, 1), (10, 1), (10, 2)):
+                cfg = apply_overrides(Config(), {"model.size": size, "data.seq_len": seq_len, "data.batch_size": b,
+                                                 "train.microbatches": mb, "train.scan_steps": k})
+                r = measure_model(cfg, corpus, k, chunks=2, seconds=0.5 if quick else 4.0)
+                rows.append({"model": size, "B": b, "scan": k, "microbatches": mb, **r})
+                print(f"  {size:6} B={b:>4} x {seq_len} scan {k:>2} micro {mb}: {r['tokens_per_s']:>9,.0f} tokens/s",
+                      flush=True)
+    return rows
+
+
+def _on_one_core(fn, *a):
+    """Run fn in this process restricted to one core (as a sweep worker), restoring the affinity."""
+    if not hasattr(os, "sched_setaffinity"):
+        return fn(*a)
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    try:
+        return fn(*a)
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def main(quick: bool = False, peer_only: bool = False, where: bool = False, batches: bool = False) -> int:
     enable_compilation_cache()
     from . import bench_torch
+    if batches:
+        print("batch-size sweep shapes, tokens/s (process on one core, like a pinned sweep worker):")
+        print(json.dumps({"batches": _on_one_core(batch_throughput, quick)}))
+        return 0
     if where:
         print(json.dumps({"breakdown": _print_breakdown()}))
         return 0
@@ -350,6 +385,8 @@ def main(quick: bool = False, peer_only: bool = False, where: bool = False) -> i
     sweep = sweep_throughput(quick)
     for r in sweep:
         print(f"  {r['mode']:40} {r['tokens_per_s']:>10,.0f} tokens/s  {r['speedup']:.2f}x", flush=True)
+    print("\nbatch-size sweep shapes, tokens/s (one core, like a pinned sweep worker):")
+    by_batch = _on_one_core(batch_throughput, quick)
     peer = None
     if bench_torch.available():
         print(f"\nPyTorch peer (torch {bench_torch.torch.__version__}, {bench_torch.torch.get_num_threads()} threads), "
@@ -357,5 +394,6 @@ def main(quick: bool = False, peer_only: bool = False, where: bool = False) -> i
         _print_peer(peer := torch_peer(quick))
     else:
         print("\n" + bench_torch.INSTALL_HINT)
-    print(json.dumps({"ceiling_gflops": ceiling["gflops"], "rows": rows, "sweep": sweep, "torch_peer": peer}))
+    print(json.dumps({"ceiling_gflops": ceiling["gflops"], "rows": rows, "sweep": sweep, "batches": by_batch,
+                      "torch_peer": peer}))
     return 0

@@ -66,14 +66,31 @@ def _workers(text: str):
     return "auto" if text == "auto" else _positive_int("workers")(text)
 
 
+def _dependencies_first(exps: list) -> list:
+    """The experiments in the given order, except that one derived from another comes after it."""
+    from .sweep import dependencies
+    names = {e.name for e in exps}
+    out, placed = [], set()
+    pending = list(exps)
+    while pending:
+        ready = [e for e in pending if not (dependencies(e) & names) - placed - {e.name}]
+        if not ready:
+            raise ConfigError("sweep: experiments derive values from each other in a cycle: "
+                              + ", ".join(e.name for e in pending))
+        out.append(ready[0])
+        placed.add(ready[0].name)
+        pending.remove(ready[0])
+    return out
+
+
 def _sweep(args) -> int:
-    from .sweep import check_runs_dir, load_experiment, plan_runs, run_sweep
+    from .sweep import DependencyPending, check_runs_dir, dependencies, load_experiment, plan_runs, run_sweep
     try:
         i, n = (int(x) for x in args.shard.split("/"))
         assert 0 <= i < n
     except (ValueError, AssertionError):
         raise ConfigError(f"--shard: expected i/n with 0 <= i < n, got {args.shard!r}") from None
-    exps = [load_experiment(f) for f in args.files]
+    exps = _dependencies_first([load_experiment(f) for f in args.files])
     wanted, todo = args.profile.split(","), []
     for exp in exps:                        # every file and profile is checked before anything trains
         profile = next((p for p in wanted if p in exp.profiles), None)
@@ -83,15 +100,28 @@ def _sweep(args) -> int:
                 raise ConfigError(msg)
             print(f"bsz_lr: {msg}; skipped", file=sys.stderr)
             continue
-        plan_runs(exp, profile, Path(args.runs))
+        try:
+            plan_runs(exp, profile, Path(args.runs))
+        except DependencyPending:           # planned once the dependency given here has trained
+            if not dependencies(exp, profile) & {e.name for e, _ in todo}:
+                raise
         todo.append((exp, profile))
     if not args.dry_run:
         check_runs_dir(Path(args.runs))
     workers = len(os.sched_getaffinity(0)) if args.workers == "auto" else args.workers
     rc = 0
     for exp, profile in todo:
-        code = run_sweep(exp, profile, Path(args.runs), workers=workers, shard_spec=(i, n),
-                         progress=not args.no_progress, dry_run=args.dry_run, vmap=args.vmap)
+        try:
+            code = run_sweep(exp, profile, Path(args.runs), workers=workers, shard_spec=(i, n),
+                             progress=not args.no_progress, dry_run=args.dry_run, vmap=args.vmap)
+        except DependencyPending as e:      # its dependency did not finish (or this is a dry run)
+            print(f"bsz_lr: {e}; skipped", file=sys.stderr)
+            code = 0 if args.dry_run else 1
+        except ConfigError as e:            # a derived value could not be computed: the others go on
+            if not dependencies(exp, profile):
+                raise
+            print(f"bsz_lr: error: {e}; skipped", file=sys.stderr)
+            code = 1
         if code in (130, 143):
             return code                                     # interrupted: stop here
         rc = rc or code
@@ -106,7 +136,7 @@ def _figures(args) -> int:
 
 def _bench(args) -> int:
     from .bench import main as bench_main
-    return bench_main(quick=args.quick, peer_only=args.peer, where=args.where)
+    return bench_main(quick=args.quick, peer_only=args.peer, where=args.where, batches=args.batches)
 
 
 def _info(args) -> int:
@@ -158,6 +188,7 @@ def main(argv=None) -> int:
     b = sub.add_parser("bench", help="tokens/s and FLOP/s vs the matmul ceiling")
     b.add_argument("--quick", action="store_true", help="fewer steps (a sanity run, not a measurement)")
     b.add_argument("--peer", action="store_true", help="only the PyTorch peer table (needs the `bench` extra)")
+    b.add_argument("--batches", action="store_true", help="only tokens/s per batch size at the batch sweep's shapes")
     b.add_argument("--where", action="store_true", help="where a step's time goes: its parts timed alone")
     b.set_defaults(fn=_bench)
 

@@ -40,6 +40,7 @@ def _check(cond: bool, name: str, msg: str) -> None:
 
 DECAY_SHAPES = ("linear", "cosine", "1-sqrt", "exp")
 SCHEDULE_KINDS = ("wsd", "cosine", "constant")
+BATCH_LR_SCALINGS = ("none", "sqrt")
 FFN_KINDS = ("dense", "moe")
 MOE_IMPLS = ("ragged", "dense")
 TOKENIZERS = ("byte", "bpe")
@@ -174,6 +175,7 @@ class ScheduleConfig:
     decay_shape: str = "linear"
     final_lr_fraction: float = 0.0
     decay_start_tokens: int = 0     # wsd: explicit decay start (decay branches); 0 -> (1-decay_fraction)*total
+    batch_lr_scaling: str = "none"  # with data.batch_stages: "sqrt" multiplies the LR by sqrt(B(t) / B(0))
 
     def __post_init__(self):
         p = "schedule."
@@ -181,6 +183,8 @@ class ScheduleConfig:
         _check(self.kind in SCHEDULE_KINDS, p + "kind", f"must be one of {SCHEDULE_KINDS}, got {self.kind!r}")
         _check(self.decay_shape in DECAY_SHAPES, p + "decay_shape",
                f"must be one of {DECAY_SHAPES}, got {self.decay_shape!r}")
+        _check(self.batch_lr_scaling in BATCH_LR_SCALINGS, p + "batch_lr_scaling",
+               f"must be one of {BATCH_LR_SCALINGS}, got {self.batch_lr_scaling!r}")
         _check(self.warmup_steps >= 0, p + "warmup_steps", "must be >= 0")
         _check(self.warmup_tokens >= 0, p + "warmup_tokens", "must be >= 0")
         _check(not (self.warmup_steps and self.warmup_tokens), p + "warmup_tokens",
@@ -242,7 +246,9 @@ class TrainConfig:
     steps: int = 0              # total optimizer steps; 0 -> derived from tokens
     seed: int = 0               # parameter-init seed
     scan_steps: int = 10        # optimizer steps per jitted call (lax.scan)
+    microbatches: int = 1       # gradient accumulation over this many equal micro-batches per step
     eval_every: int = 200       # steps; 0 -> only at the end
+    eval_points: int = 0        # extra evaluations at this many log-spaced token counts (on the scan grid)
     eval_tokens: int = 65536    # held-out tokens per evaluation (a fixed prefix of the val split)
     log_every: int = 10         # steps per metrics line
     checkpoint_every: int = 1000  # steps; 0 -> only at the end
@@ -263,6 +269,8 @@ class TrainConfig:
             _check(v >= 0, p + f, f"must be >= 0, got {v}")
             _check(v % self.scan_steps == 0, p + f,
                    f"{v} must be a multiple of scan_steps={self.scan_steps}")
+        _check(self.microbatches >= 1, p + "microbatches", f"must be >= 1, got {self.microbatches}")
+        _check(self.eval_points >= 0, p + "eval_points", f"must be >= 0, got {self.eval_points}")
         _check(self.log_every > 0, p + "log_every", f"must be positive, got {self.log_every}")
         _check(self.eval_tokens > 0, p + "eval_tokens", f"must be positive, got {self.eval_tokens}")
         _check(self.keep_checkpoints > 0, p + "keep_checkpoints", "must be positive")
@@ -281,6 +289,11 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        m = self.train.microbatches
+        for b in (self.data.batch_size, *(b for _, b in self.data.batch_stages)):
+            _check(b % m == 0, "train.microbatches", f"{m} micro-batches do not divide the batch of {b} sequences")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -496,6 +509,9 @@ SCHEMA_V1 = tuple(f"{sec}.{name}" for sec, names in {
 ADDED_FIELDS: dict[str, object] = {
     "optim.wd_mode": "coupled",
     "optim.decay_roles": MATRIX_ROLES,
+    "train.eval_points": 0,
+    "train.microbatches": 1,
+    "schedule.batch_lr_scaling": "none",
 }
 
 # Behaviour changes that alter the numbers of some configs without a field changing: (name, applies).

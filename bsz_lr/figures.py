@@ -117,13 +117,17 @@ def _ordered_profiles(exp) -> list[str]:
 
 def select_runs(exp, root: Path, profile: str | None = None) -> tuple[str | None, list[dict], str]:
     """(profile, completed runs of its current expansion, a note saying what they are)."""
-    from .sweep import plan_runs
+    from .sweep import DependencyPending, plan_runs
     if profile is not None and profile not in exp.profiles:
         raise ConfigError(f"figures: experiment {exp.name} has no profile {profile!r}; "
                           f"known: {', '.join(exp.profiles)}")
     first = None
     for prof in [profile] if profile else _ordered_profiles(exp):
-        planned = {s.dir.name for s in plan_runs(exp, prof, root)}
+        try:
+            planned = {s.dir.name for s in plan_runs(exp, prof, root)}
+        except DependencyPending as e:
+            first = first or (None, [], str(e))
+            continue
         base = Path(root) / exp.name / prof
         runs = [r for r in load_runs(root, exp.name, prof, only=planned) if r["state"] == "completed"]
         done = sum(run_state(base / h)[0] in DONE for h in planned)
@@ -181,3 +185,6 @@ def build_all(root: Path, out: Path, only=None, profile: str | None = None) -> d
     if not manifest_path.exists() or manifest_path.read_text() != text:
         manifest_path.write_text(text)
     return manifest
+
+
+from . import figures_bsz  # noqa: E402,F401  (registers the batch-size paper's figures)

@@ -37,6 +37,7 @@ class StepOutputs(NamedTuple):
     updates: Any         # the optimizer's parameter updates (params_after - params_before)
     params: Any          # parameters before the update
     lr: Any              # the step's learning rate
+    micro_sq: Any = None  # train.microbatches > 1: mean over micro-batches of |g_micro|^2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +100,23 @@ def _grad_norm(o: StepOutputs):
 @step_metric("lb_loss", "MoE load-balance loss E * sum_e f_e P_e (1 when balanced)", applies=_is_moe)
 def _lb_loss(o: StepOutputs):
     return o.aux["lb_loss"]
+
+
+def _accumulates(cfg) -> bool:
+    return cfg.train.microbatches > 1
+
+
+@step_metric("grad_sq_micro", "mean over the step's micro-batches of |g_micro|^2 (batch B / microbatches)",
+             applies=_accumulates)
+def _grad_sq_micro(o: StepOutputs):
+    return o.micro_sq
+
+
+@step_metric("grad_sq", "|g|^2 of the full batch's (accumulated) gradient; with grad_sq_micro: the "
+             "two-batch noise scale (laws.b_simple)", applies=_accumulates)
+def _grad_sq(o: StepOutputs):
+    import optax
+    return optax.tree.norm(o.grads, squared=True)
 
 
 def step_metrics(cfg) -> tuple[Metric, ...]:

@@ -5,9 +5,19 @@ An experiment file (experiments/NAME.py) defines module-level values:
     NAME     = "tiny_lm"                      # defaults to the file name
     BASE     = {"model.size": "tiny", ...}    # dotted overrides of Config()
     GRID     = {"optim.lr": [1e-3, 3e-3]}     # cartesian product (may be empty)
+    GRID     = [{"model.size": ["tiny"], "data.batch_size": [4, 8, 16]},     # or a list of grids:
+                {"model.size": ["small"], "data.batch_size": [16, 32]}]      #   the union of their runs
+    GRID     = {("data.batch_size", "optim.lr"): [(8, 1e-3), (32, 2e-3)]}     # a tuple key: zipped values
     BRANCHES = {"at_tokens": [...], "fraction": 0.2, "shape": "1-sqrt"}   # optional decay branches
     PROFILES = {"smoke": {...}, "cpu": {...}, "gpu": {...}}   # overrides; "grid"/"branches" keys replace
     FIGURES  = ["tiny_lm_loss"]               # figure builders fed by this experiment
+
+A value anywhere in BASE, a profile or GRID may be `Derived(experiment, fn)`: computed when the
+experiment is expanded, as fn(completed runs of `experiment`, same profile unless given), e.g. a
+batch schedule fitted on another experiment's stored results.  Such an experiment cannot be
+planned until its dependency has finished (the runner trains dependencies first when given
+together); when the dependency's results change, so does the value, hence the config hash, so
+the dependent runs are rebuilt (the old ones stay, outside the current expansion).
 
 Decay branches (the WSD trick): each grid point is a stable run that keeps checkpoints at
 `at_tokens`; from each, a branch run decays the LR over `fraction` of its own length.  A
@@ -44,17 +54,47 @@ from .signals import EXIT_CODES, StopRequest
 from .store import (DONE, UNUSABLE, RunLock, checkpoint_steps, quarantine, read_status, run_state,
                     write_json_atomic)
 
-__all__ = ["Experiment", "load_experiment", "expand", "plan_runs", "RunSpec", "run_sweep", "worker_loop", "branch_configs", "shard",
+__all__ = ["Experiment", "Derived", "DependencyPending", "dependencies", "load_experiment", "expand", "grid_points", "plan_runs", "RunSpec", "run_sweep", "worker_loop", "branch_configs", "shard",
            "group_units"]
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
 
 
 @dataclasses.dataclass(frozen=True)
+class Derived:
+    """A config value computed from another experiment's stored results (see the module docstring)."""
+    experiment: str                  # NAME of the experiment whose completed runs fn reads
+    fn: object                       # fn(runs: list[dict] from store.load_runs) -> the value
+    profile: str | None = None       # the dependency's profile; None: the same as the dependent's
+
+
+class DependencyPending(ConfigError):
+    """A Derived value's experiment has not finished (in this store and profile)."""
+
+
+def _walk_derived(x):
+    if isinstance(x, Derived):
+        yield x
+    elif isinstance(x, dict):
+        for v in x.values():
+            yield from _walk_derived(v)
+    elif isinstance(x, (list, tuple)):
+        for v in x:
+            yield from _walk_derived(v)
+
+
+def dependencies(exp: "Experiment", profile: str | None = None) -> set[str]:
+    """Names of the experiments whose results this one's values are derived from."""
+    parts = [exp.base, exp.grid, exp.branches] + (
+        [exp.profiles.get(profile, {})] if profile else list(exp.profiles.values()))
+    return {d.experiment for d in _walk_derived(parts)}
+
+
+@dataclasses.dataclass(frozen=True)
 class Experiment:
     name: str
     base: dict
-    grid: dict
+    grid: dict | list
     profiles: dict
     branches: dict | None = None
     figures: tuple = ()
@@ -109,13 +149,52 @@ def _validate(exp: Experiment) -> None:
 
 
 def _check_grid(grid, where: str) -> None:
+    if isinstance(grid, (list, tuple)):
+        if not grid:
+            raise ConfigError(f"{where} is an empty list of grids: the experiment would have no runs")
+        for i, g in enumerate(grid):
+            _check_grid(g, f"{where}[{i}]")
+        return
     if not isinstance(grid, dict):
-        raise ConfigError(f"{where} must be a dict of key -> list of values, got {type(grid).__name__}")
+        raise ConfigError(f"{where} must be a dict of key -> list of values (or a list of such dicts), "
+                          f"got {type(grid).__name__}")
     for k, v in grid.items():
+        if isinstance(v, Derived):          # the whole list of values, computed at expansion
+            continue
         if not isinstance(v, (list, tuple)):
             raise ConfigError(f"{where}[{k!r}] must be a list of values, got {v!r} (write [{v!r}] for one value)")
         if not v:
             raise ConfigError(f"{where}[{k!r}] is an empty list: the grid would have no runs")
+        if isinstance(k, tuple):
+            if not k or not all(isinstance(x, str) for x in k):
+                raise ConfigError(f"{where}: a tuple key must name dotted fields, got {k!r}")
+            bad = [x for x in v if not (isinstance(x, Derived) or isinstance(x, (list, tuple)) and len(x) == len(k))]
+            if bad:
+                raise ConfigError(f"{where}[{k!r}]: each value must be a tuple of {len(k)} "
+                                  f"(one per key), got {bad[0]!r}")
+
+
+def grid_points(grid) -> list[dict]:
+    """The overrides of every grid point: a dict is a cartesian product over its keys (a tuple key
+    takes its values zipped), a list of dicts the union of their points (duplicates once, in order)."""
+    if isinstance(grid, (list, tuple)):
+        out = []
+        for g in grid:
+            out += [p for p in grid_points(g) if p not in out]
+        return out
+    keys = list(grid)
+    points = []
+    for k in keys:
+        if not isinstance(grid[k], (list, tuple)) or not grid[k]:
+            raise ConfigError(f"GRID[{k!r}]: a derived value must be a non-empty list, got {grid[k]!r}")
+    for values in itertools.product(*(grid[k] for k in keys)):
+        point = {}
+        for k, v in zip(keys, values):
+            if isinstance(k, tuple) and not (isinstance(v, (list, tuple)) and len(v) == len(k)):
+                raise ConfigError(f"GRID[{k!r}]: a value must be a tuple of {len(k)}, got {v!r}")
+            point.update(zip(k, v) if isinstance(k, tuple) else [(k, v)])
+        points.append(point)
+    return points
 
 
 def _check_branches(br, where: str) -> None:
@@ -143,16 +222,60 @@ def _profile(exp: Experiment, profile: str) -> tuple[dict, dict, dict | None]:
     return prof, grid, branches
 
 
-def expand(exp: Experiment, profile: str) -> list[Config]:
-    """The grid configs of one profile (base <- profile <- grid point); parents when branching."""
+def _resolve(x, value):
+    if isinstance(x, Derived):
+        return value(x)
+    if isinstance(x, dict):
+        return {k: _resolve(v, value) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_resolve(v, value) for v in x)
+    return x
+
+
+def _derived_value(exp: Experiment, profile: str, root: Path | None):
+    def value(d: Derived):
+        where = f"experiment {exp.name}"
+        if root is None:
+            raise ConfigError(f"{where}: a Derived value needs the result store (pass root)")
+        if d.experiment == exp.name:
+            raise ConfigError(f"{where}: a value cannot be derived from the experiment itself")
+        own = Path(exp.path).parent / f"{d.experiment}.py" if exp.path else None
+        dep = load_experiment(str(own) if own and own.is_file() else d.experiment)
+        prof = d.profile or profile
+        planned = plan_runs(dep, prof, root)
+        done = sum(run_state(s.dir)[0] in DONE for s in planned)
+        if done < len(planned):
+            raise DependencyPending(f"{where}: its {profile} profile is derived from {dep.name}/{prof}, which "
+                                    f"has {done} of {len(planned)} runs done; run {dep.name} first")
+        from .store import load_runs
+        runs = [r for r in load_runs(root, dep.name, prof, only={s.dir.name for s in planned}, quiet=True)
+                if r["state"] == "completed"]
+        try:
+            return d.fn(runs)
+        except (ValueError, ArithmeticError) as e:     # laws.FitError is a ValueError
+            raise ConfigError(f"{where}: cannot derive a value from {dep.name}/{prof}: {e}") from None
+    return value
+
+
+def expand(exp: Experiment, profile: str, root: Path | None = None) -> list[Config]:
+    """The grid configs of one profile (base <- profile <- grid point); parents when branching.
+
+    root: the result store, needed only to resolve Derived values."""
     prof, grid, branches = _profile(exp, profile)
+    if dependencies(exp, profile):
+        value = _derived_value(exp, profile, root)
+        exp = dataclasses.replace(exp, base=_resolve(exp.base, value))
+        prof, grid = _resolve(prof, value), _resolve(grid, value)
     # Layers BASE < profile < grid point: a later layer wins, its model.size included.
     base = apply_overrides(apply_overrides(Config(), exp.base), prof)
     if branches:
         base = apply_overrides(base, {"train.save_at_tokens": tuple(int(x) for x in branches["at_tokens"])})
-    keys = list(grid)
-    return [apply_overrides(base, dict(zip(keys, values)))
-            for values in itertools.product(*(grid[k] for k in keys))]
+    out = []
+    for point in grid_points(grid):
+        cfg = apply_overrides(base, point)
+        if cfg not in out:          # two points of a list of grids may resolve to one config
+            out.append(cfg)
+    return out
 
 
 def branch_configs(parent: Config, branches: dict) -> list[Config]:
@@ -204,7 +327,7 @@ def plan_runs(exp: Experiment, profile: str, root: Path) -> list[RunSpec]:
     _, _, branches = _profile(exp, profile)
     base = Path(root) / exp.name / profile
     specs = []
-    for cfg in expand(exp, profile):
+    for cfg in expand(exp, profile, root):
         h = config_hash(cfg)
         specs.append(RunSpec(cfg, base / h, None, _cost(cfg), h))
         for bc in branch_configs(cfg, branches) if branches else []:

@@ -45,7 +45,7 @@ from .schedules import BatchSchedule, lr_factor
 from .signals import StopRequest, maybe_inject_fault
 from .store import DONE, metrics_sha256, read_metrics, read_status, record_attempt, write_json_atomic
 
-__all__ = ["TrainState", "train", "train_group", "replicated_fns", "RunPlan", "plan", "loss_fn",
+__all__ = ["TrainState", "train", "train_group", "replicated_fns", "RunPlan", "plan", "loss_fn", "grads_fn",
            "compiled_fns", "step_fns", "read_status", "enable_compilation_cache", "compile_counts", "load_run_config"]
 
 logging.getLogger("absl").setLevel(logging.ERROR)
@@ -103,17 +103,50 @@ class StepFns(NamedTuple):
     raw_chunk: Callable | None  # train_chunk before jit (for vmap)
 
 
+def grads_fn(model: Transformer, microbatches: int = 1):
+    """(params, batch_BxT1) -> ((loss, (ce, aux)), grads, micro_sq).
+
+    microbatches M > 1: the batch is split into M equal micro-batches whose gradients are
+    summed in a lax.scan (the mean is the full-batch gradient up to float rounding, for a dense
+    model; MoE balance terms are per micro-batch), so a batch that does not fit in memory still
+    trains.  micro_sq is the mean over micro-batches of |g_micro|^2, which with |g|^2 of the mean
+    gives McCandlish's two-batch noise-scale estimate at no extra FLOPs (None when M = 1)."""
+    vg = jax.value_and_grad(functools.partial(loss_fn, model), has_aux=True)
+    if microbatches == 1:
+        return lambda params, batch_BxT1: (*vg(params, batch_BxT1), None)
+
+    def fn(params, batch_BxT1):
+        B = batch_BxT1.shape[0]
+        micro_MxbxT1 = batch_BxT1.reshape(microbatches, B // microbatches, -1)
+
+        def body(acc, mb_bxT1):
+            (total, (ce, aux)), g = vg(params, mb_bxT1)
+            g_acc, tot_acc, ce_acc, sq_acc = acc
+            return (jax.tree.map(jnp.add, g_acc, g), tot_acc + total, ce_acc + ce,
+                    sq_acc + optax.tree.norm(g, squared=True)), aux
+
+        zero = jax.tree.map(jnp.zeros_like, params)
+        (g, total, ce, sq), aux_M = jax.lax.scan(body, (zero, 0.0, 0.0, 0.0), micro_MxbxT1)
+        inv = 1.0 / microbatches
+        aux = jax.tree.map(lambda x: jnp.sum(x, 0) if x.dtype.kind in "iu" else jnp.mean(x, 0), aux_M)
+        return (total * inv, (ce * inv, aux)), jax.tree.map(lambda x: x * inv, g), sq * inv
+    return fn
+
+
 @functools.lru_cache(maxsize=32)
-def compiled_fns(model_cfg: ModelConfig, optim_cfg: OptimConfig, metric_names: tuple[str, ...] = ()):
+def compiled_fns(model_cfg: ModelConfig, optim_cfg: OptimConfig, metric_names: tuple[str, ...] = (),
+                 microbatches: int = 1):
     """StepFns for one model/optimizer shape, jitted once per process (LR and schedule are inputs).
 
-    metric_names: the step metrics (metrics.METRICS) the chunk returns, one value per step.
+    metric_names: the step metrics (metrics.METRICS) the chunk returns, one value per step;
+    microbatches: gradient accumulation over that many micro-batches (see grads_fn).
     """
     model = Transformer(model_cfg)
     abstract = jax.eval_shape(lambda: init_params(model_cfg, jax.random.key(0)))
     optimizer = build_optimizer(optim_cfg, abstract, model_cfg)
     opt_init = jax.jit(optimizer.init)
     step_metrics = [metrics_lib.METRICS[n] for n in metric_names]
+    grads_of = grads_fn(model, microbatches)
 
     def init_state(seed):
         params = init_params(model_cfg, jax.random.key(seed))
@@ -121,11 +154,10 @@ def compiled_fns(model_cfg: ModelConfig, optim_cfg: OptimConfig, metric_names: t
 
     def one_step(state: TrainState, inputs):
         batch_BxT1, lr = inputs
-        (_, (ce, aux)), grads = jax.value_and_grad(functools.partial(loss_fn, model), has_aux=True)(
-            state.params, batch_BxT1)
+        (_, (ce, aux)), grads, micro_sq = grads_of(state.params, batch_BxT1)
         opt_state = set_lr(state.opt_state, lr)
         updates, opt_state = optimizer.update(grads, opt_state, state.params)
-        out = metrics_lib.StepOutputs(ce, aux, grads, updates, state.params, lr)
+        out = metrics_lib.StepOutputs(ce, aux, grads, updates, state.params, lr, micro_sq)
         metrics = {m.name: m.compute(out) for m in step_metrics}
         params = optax.apply_updates(state.params, updates)
         return TrainState(state.step + 1, params, opt_state), metrics
@@ -142,14 +174,15 @@ def compiled_fns(model_cfg: ModelConfig, optim_cfg: OptimConfig, metric_names: t
 
 
 @functools.lru_cache(maxsize=8)
-def replicated_fns(model_cfg: ModelConfig, optim_cfg: OptimConfig, metric_names: tuple[str, ...] = ()):
+def replicated_fns(model_cfg: ModelConfig, optim_cfg: OptimConfig, metric_names: tuple[str, ...] = (),
+                   microbatches: int = 1):
     """The same steps vmapped over R replicas (LRs and/or seeds) in one compiled program.
 
     train_chunk(states_R, batches_KxBxT1 | batches_RxKxBxT1, lrs_RxK): a batch shared by all
     replicas (LR sweep on one data order) or one per replica (seeds).  Pays on accelerators;
     slower than one-after-another on a 2-core CPU (see `make bench`).
     """
-    f = compiled_fns(model_cfg, optim_cfg, metric_names)
+    f = compiled_fns(model_cfg, optim_cfg, metric_names, microbatches)
     donate = () if jax.default_backend() == "cpu" else (0,)
     shared = jax.jit(jax.vmap(f.raw_chunk, in_axes=(0, None, 0)), donate_argnums=donate)
     own = jax.jit(jax.vmap(f.raw_chunk, in_axes=(0, 0, 0)), donate_argnums=donate)
@@ -175,11 +208,15 @@ class RunPlan:
     warmup_tokens: int
     keep_steps: tuple[int, ...]     # steps of the permanent checkpoints (train.save_at_tokens)
     init_step: int                  # a decay branch starts here from its parent; else 0
+    eval_steps: frozenset = frozenset()   # train.eval_points: log-spaced evaluations (scan grid)
 
     def lrs(self, start: int, n: int) -> np.ndarray:
         """The LR of steps start .. start+n-1: the schedule at the tokens consumed before each step."""
         x = np.array([self.batch.tokens_before(s) for s in range(start, start + n)], dtype=np.float64)
         f = lr_factor(self.cfg.schedule, x, self.total_tokens, self.warmup_tokens)
+        if self.cfg.schedule.batch_lr_scaling == "sqrt":   # Merrill et al.: sqrt(B_new / B_old) per switch
+            b0 = self.batch.batch_at(0)
+            f = f * np.sqrt(np.array([self.batch.batch_at(s) / b0 for s in range(start, start + n)]))
         return (self.cfg.optim.lr * f).astype(np.float32)
 
     def chunk_len(self, step: int, end: int) -> int:
@@ -199,7 +236,7 @@ class RunPlan:
 
     def is_eval(self, step: int) -> bool:
         every = self.cfg.train.eval_every
-        return bool(every and step % every == 0) or step == self.total_steps
+        return bool(every and step % every == 0) or step == self.total_steps or step in self.eval_steps
 
     def is_checkpoint(self, step: int) -> bool:
         every = self.cfg.train.checkpoint_every
@@ -223,13 +260,29 @@ def plan(cfg: Config) -> RunPlan:
     init_step = b.steps_for_tokens(t.init_tokens) if t.init_from else 0
     if init_step >= steps:
         raise ConfigError(f"train.init_tokens: the branch starts at step {init_step}, not before its end ({steps})")
-    return RunPlan(cfg, b, steps, total_tokens, warm, keep, init_step)
+    return RunPlan(cfg, b, steps, total_tokens, warm, keep, init_step, _eval_steps(b, t, steps))
+
+
+def _eval_steps(b: BatchSchedule, t, steps: int) -> frozenset:
+    """train.eval_points log-spaced token counts from the first scan chunk to the end, as steps
+    rounded to the scan grid (so they cost no extra compiled length); a fine time axis at every
+    batch size, for reading the steps to a target loss off a log-token curve."""
+    if not t.eval_points:
+        return frozenset()
+    k = t.scan_steps
+    lo, hi = b.tokens_before(min(k, steps)), b.tokens_before(steps)
+    out = set()
+    for tok in np.geomspace(max(lo, 1), max(hi, 1), t.eval_points):
+        s = int(round(b.steps_for_tokens(int(tok)) / k)) * k
+        out.add(min(max(s, k), steps))
+    return frozenset(out)
 
 
 def step_fns(cfg: Config, replicas: bool = False) -> StepFns:
     """The compiled steps for a run config (LR fed as data; the config's step metrics)."""
     names = tuple(m.name for m in metrics_lib.step_metrics(cfg))
-    return (replicated_fns if replicas else compiled_fns)(cfg.model, dataclasses.replace(cfg.optim, lr=1.0), names)
+    return (replicated_fns if replicas else compiled_fns)(cfg.model, dataclasses.replace(cfg.optim, lr=1.0), names,
+                                                          cfg.train.microbatches)
 
 
 # ---------------------------------------------------------------------------

@@ -271,12 +271,13 @@ ALTERNATES = {
     "optim": dict(lr=1e-3, b1=0.8, b2=0.99, eps=1e-6, weight_decay=0.0, clip_norm=0.5, wd_mode="independent",
                   decay_roles=("hidden",)),
     "schedule": dict(kind="cosine", warmup_steps=10, warmup_tokens=1000, decay_fraction=0.5,
-                     decay_shape="cosine", final_lr_fraction=0.1, decay_start_tokens=5000),
+                     decay_shape="cosine", final_lr_fraction=0.1, decay_start_tokens=5000,
+                     batch_lr_scaling="sqrt"),
     "data": dict(corpus="kjv", tokenizer="bpe", bpe_vocab=512, seq_len=128, batch_size=16,
                  batch_stages=((1000, 64),), val_tokens=1000, seed=1),
     "train": dict(tokens=1000, steps=5, seed=1, scan_steps=5, eval_every=100, eval_tokens=100,
                   log_every=5, checkpoint_every=100, keep_checkpoints=3, diverge_factor=2.0,
-                  save_at_tokens=(500, 1000)),
+                  save_at_tokens=(500, 1000), eval_points=5, microbatches=2),
 }
 # optim.name has one legal value; a branch's init_from and init_tokens are only valid together.
 UNCHANGEABLE = {("optim", "name"), ("train", "init_from"), ("train", "init_tokens")}

@@ -281,3 +281,45 @@ def test_xla_cpu_defaults_keep_the_loss_curve(tmp_path):
     assert "ynn_fusion_type" in flags["ours"] and "ynn_fusion_type" not in flags["plain"], flags
     a, b = ([r["train_loss"] for r in rows(tmp_path / n) if "train_loss" in r] for n in ("plain", "ours"))
     np.testing.assert_allclose(b, a, rtol=1e-4)
+
+
+def test_microbatch_accumulation_equals_the_full_batch_step(tiny_cfg, tmp_path):
+    """Same loss curve within float rounding; the accumulated run also logs the noise-scale norms."""
+    base = apply_overrides(tiny_cfg, {"train.steps": 20, "train.eval_every": 10, "train.checkpoint_every": 10})
+    acc = apply_overrides(base, {"train.microbatches": 4})
+    train(base, tmp_path / "full", progress=False)
+    train(acc, tmp_path / "acc", progress=False)
+    a, b = rows(tmp_path / "full"), rows(tmp_path / "acc")
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for ra, rb in zip(a, b):
+        for k in ("train_loss", "val_loss", "grad_norm"):
+            if k in ra:
+                assert rb[k] == pytest.approx(ra[k], rel=1e-4), (k, ra["step"])
+        assert ("grad_sq_micro" in rb) == ("train_loss" in rb) and "grad_sq_micro" not in ra
+    line = next(r for r in b if "grad_sq" in r)
+    # E|g_micro|^2 >= |mean of the micro gradients|^2, and |g|^2 is the squared logged grad norm
+    assert line["grad_sq_micro"] > line["grad_sq"] > 0
+    with pytest.raises(ConfigError, match="3 micro-batches do not divide the batch of 8"):
+        apply_overrides(base, {"train.microbatches": 3})
+
+
+def test_eval_points_are_log_spaced_on_the_scan_grid(tiny_cfg):
+    p = plan(apply_overrides(tiny_cfg, {"train.steps": 1000, "train.eval_every": 0, "train.eval_points": 12}))
+    steps = sorted(p.eval_steps)
+    assert all(s % 10 == 0 for s in steps) and steps[0] == 10 and steps[-1] == 1000
+    assert 8 <= len(steps) <= 12
+    ratios = np.diff(np.log(steps))
+    assert ratios.max() < 3 * np.log(100) / 11                  # no big holes in log step
+    assert all(p.is_eval(s) for s in steps) and not p.is_eval(15)
+
+
+def test_sqrt_lr_rescaling_follows_the_batch_stages(tiny_cfg):
+    cfg = apply_overrides(tiny_cfg, {"data.batch_stages": ((2560, 32),), "schedule.kind": "constant",
+                                     "schedule.warmup_steps": 0, "schedule.batch_lr_scaling": "sqrt",
+                                     "optim.lr": 1e-3})
+    p = plan(cfg)
+    lrs = p.lrs(0, p.total_steps)
+    switch = p.batch.steps_for_tokens(2560)
+    assert np.allclose(lrs[:switch], 1e-3) and np.allclose(lrs[switch:], 2e-3)
+    plain = plan(apply_overrides(cfg, {"schedule.batch_lr_scaling": "none"}))
+    assert np.allclose(plain.lrs(0, plain.total_steps), 1e-3)

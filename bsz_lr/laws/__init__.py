@@ -1,5 +1,18 @@
-"""Scaling-law fits over result tables: pure numpy/scipy, no JAX, no training."""
+"""Scaling-law fits over result tables: pure numpy/scipy, no JAX, no training.
 
+power    Eq. 4 of the LR paper: L(D) = L_0 + A D^-gamma
+targets  steps / tokens to reach target losses from loss curves (censored when never reached)
+ess      E(S) laws: classical hyperbola, revised piecewise law (c1 and free forms), B_min, B_opt,
+         bootstrap intervals, leave-one-out error
+batch    B_min(L), B_opt(L) as power laws in loss; McCandlish's two-batch noise scale
+"""
+
+from .batch import LossPowerLaw, b_simple, fit_loss_power_law
+from .ess import (ClassicalFit, RevisedFit, bootstrap, c1_pieces, classical_E, fit_classical, fit_revised,
+                  loo_error)
 from .power import FitError, PowerLawFit, fit_power_law
+from .targets import Crossings, crossings, smooth_curve, target_levels
 
-__all__ = ["FitError", "PowerLawFit", "fit_power_law"]
+__all__ = ["FitError", "PowerLawFit", "fit_power_law", "ClassicalFit", "RevisedFit", "classical_E",
+           "fit_classical", "fit_revised", "c1_pieces", "bootstrap", "loo_error", "LossPowerLaw",
+           "fit_loss_power_law", "b_simple", "Crossings", "crossings", "smooth_curve", "target_levels"]

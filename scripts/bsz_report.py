@@ -1,0 +1,114 @@
+"""Print the batch-size paper's numbers (markdown tables) from the stored results.
+
+    .venv/bin/python scripts/bsz_report.py [--runs results] [--profile cpu]
+
+The README's batch-size tables are this script's output; it reads only the result store.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bsz_lr.laws import LossPowerLaw, RevisedFit  # noqa: E402
+from bsz_lr.laws.analysis import analyse_batch_sweep, arm_label, dynamic_stages  # noqa: E402
+from bsz_lr.store import load_runs  # noqa: E402
+from bsz_lr.sweep import load_experiment, plan_runs  # noqa: E402
+
+
+def current(root, name, profile):
+    exp = load_experiment(name)
+    planned = {s.dir.name for s in plan_runs(exp, profile, Path(root))}
+    return [r for r in load_runs(root, name, profile, only=planned, quiet=True) if r["state"] == "completed"]
+
+
+def fmt_ci(ci):
+    return f"[{ci[0]:,.0f}, {ci[1]:,.0f}]" if ci and np.all(np.isfinite(ci)) else "n/a"
+
+
+def law(x):
+    if isinstance(x, LossPowerLaw):
+        return f"B ~ L^-{x.k:.2f}, 90% CI [{x.k_ci[0]:.2f}, {x.k_ci[1]:.2f}], R^2 {x.r2:.2f}, {x.n} targets"
+    return f"no fit: {x}"
+
+
+def sweep_tables(runs, title):
+    print(f"\n#### {title}\n")
+    for label, a in analyse_batch_sweep(runs).items():
+        if isinstance(a, str):
+            print(f"{label}: {a}\n")
+            continue
+        print(f"**{label}** ({a.n_params:,} non-embedding parameters), batches "
+              + ", ".join(str(c.batch_tokens) for c in a.curves) + " tokens; lowest held-out loss per batch: "
+              + ", ".join(f"{c.min_loss:.3f}" for c in a.crossings) + "\n")
+        print("| target L | points | censored (never reached) | form | B_opt (tokens) [90% CI] | B_min [90% CI] "
+              "| log-RMSE revised / classical | LOO log-RMSE revised / classical |")
+        print("|---|---|---|---|---|---|---|---|")
+        for f in a.fits:
+            r, c = f.revised, f.classical
+            lr, lc = f.loo.get("revised") or {}, f.loo.get("classical") or {}
+            loo = (f"{lr['rmse_log']:.3f} / {lc['rmse_log']:.3f}" if isinstance(lr, dict) and "rmse_log" in lr
+                   and isinstance(lc, dict) and "rmse_log" in lc else "n/a")
+            cl = f"{c.rmse_log:.3f}" if not isinstance(c, str) else "n/a"
+            if isinstance(r, RevisedFit):
+                print(f"| {f.target:.3f} | {f.S.size} | {', '.join(map(str, f.censored)) or '-'} | {r.form} "
+                      f"| {r.B_opt:,.0f} {fmt_ci(f.ci.get('B_opt'))} | {r.B_min:,.0f} {fmt_ci(f.ci.get('B_min'))} "
+                      f"| {r.rmse_log:.3f} / {cl} | {loo} |")
+            else:
+                print(f"| {f.target:.3f} | {f.S.size} | {', '.join(map(str, f.censored)) or '-'} | - | no fit: {r} "
+                      f"| | - / {cl} | {loo} |")
+        print(f"\nB_opt(L): {law(a.bopt_law)}  \nB_min(L): {law(a.bmin_law)}")
+        if a.noise:
+            nz = np.array(a.noise)
+            print(f"B_simple (two-batch estimator, {len(nz)} points from {len({x[2] for x in a.noise})} runs): "
+                  f"{np.median(nz[nz[:, 0] > 2.0][:, 1]) if np.any(nz[:, 0] > 2.0) else np.nan:,.0f} tokens "
+                  f"(median) above L = 2.0, {np.median(nz[nz[:, 0] < 1.8][:, 1]) if np.any(nz[:, 0] < 1.8) else np.nan:,.0f} "
+                  "below L = 1.8")
+        print()
+
+
+def schedule_table(runs, sweep_runs):
+    print("\n#### Scheduler comparison\n")
+    a = analyse_batch_sweep(sweep_runs).get("d64 L2")
+    if a is not None and not isinstance(a, str):
+        d = dynamic_stages(a, runs[0]["config"]["train"]["tokens"] if runs else 750_000)
+        print("dynamic schedule: stage starts " + ", ".join(f"{x:,.0f}" for x in d["stage_starts"])
+              + " tokens; L_hat " + ", ".join(f"{x:.3f}" for x in d["L_hat"]) + "; B_opt(L_hat) "
+              + ", ".join(f"{x:,.0f}" for x in d["B_opt_tokens"]) + " tokens; batches " + str(d["batches"])
+              + "; extrapolated " + str(d["extrapolated"]) + "\n")
+    arms = {}
+    for r in runs:
+        arms.setdefault(arm_label(r["config"]), []).append(r)
+    print("| arm | final held-out loss, mean +- std (seeds) | per seed | optimizer steps |")
+    print("|---|---|---|---|")
+    rows = []
+    for name, rs in arms.items():
+        v = np.array([r["status"]["final_val_loss"] for r in sorted(rs, key=lambda r: r["config"]["train"]["seed"])])
+        rows.append((v.mean(), name, v, rs[0]["status"]["step"]))
+    for m, name, v, steps in sorted(rows):
+        print(f"| {name} | {m:.4f} +- {v.std(ddof=1) if v.size > 1 else float('nan'):.4f} ({v.size}) "
+              f"| {', '.join(f'{x:.4f}' for x in v)} | {steps:,} |")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", default="results")
+    ap.add_argument("--profile", default="cpu")
+    args = ap.parse_args()
+    sweep = current(args.runs, "bsz_sweep", args.profile)
+    sweep_tables(sweep, f"bsz_sweep/{args.profile}: constant LR per size")
+    try:
+        sweep_tables(current(args.runs, "bsz_sweep_sqrt_lr", args.profile), "bsz_sweep_sqrt_lr: LR x sqrt(B / 32)")
+    except Exception as e:    # not run yet
+        print(f"\n(bsz_sweep_sqrt_lr: {e})")
+    try:
+        schedule_table(current(args.runs, "bsz_schedule", args.profile), sweep)
+    except Exception as e:
+        print(f"\n(bsz_schedule: {e})")
+
+
+if __name__ == "__main__":
+    main()
