@@ -32,9 +32,15 @@ PROFILE_ORDER = ("gpu", "cpu-long", "cpu", "smoke")   # largest scale first
 FIGURES: dict[str, tuple[str, Callable]] = {}
 
 
-def figure(name: str, experiment: str):
+ALSO: dict[str, tuple[str, ...]] = {}     # figure -> other experiments whose runs it compares against
+
+
+def figure(name: str, experiment: str, also: tuple[str, ...] = ()):
+    """Register a builder fn(runs) of `experiment`'s runs; with `also`, fn(runs, others) where
+    others maps each named experiment to its selected runs (an empty list if it has none)."""
     def register(fn):
         FIGURES[name] = (experiment, fn)
+        ALSO[name] = tuple(also)
         return fn
     return register
 
@@ -173,13 +179,20 @@ def build_all(root: Path, out: Path, only=None, profile: str | None = None) -> d
         if not runs:
             print(f"figures: {name}: {note} of experiment {exp_name!r} under {root}; skipped")
             continue
-        fig = builder(runs)
+        others, other_notes = {}, {}
+        for o in ALSO.get(name, ()):
+            oexp = experiments.get(o)
+            oprof, oruns, onote = select_runs(oexp, root, profile) if oexp else (None, [], "no experiment file")
+            others[o], other_notes[o] = oruns, (oprof, sorted(r["hash"] for r in oruns), onote)
+        fig = builder(runs, others) if ALSO.get(name) else builder(runs)
         for ext in ("png", "pdf"):
             fig.savefig(out / f"{name}.{ext}", dpi=150, bbox_inches="tight",
                         metadata={"CreationDate": None} if ext == "pdf" else None)
         plt.close(fig)
         manifest[name] = {"experiment": exp_name, "profile": prof, "runs": sorted(r["hash"] for r in runs),
                           "note": note, "files": [f"{name}.png", f"{name}.pdf"]}
+        if other_notes:
+            manifest[name]["also"] = {o: {"profile": p, "runs": h, "note": n} for o, (p, h, n) in other_notes.items()}
         print(f"figures: {name} <- {exp_name}/{prof}: {note}")
     text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
     if not manifest_path.exists() or manifest_path.read_text() != text:

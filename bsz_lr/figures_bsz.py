@@ -8,10 +8,11 @@ import numpy as np
 
 from .figures import _si, figure
 from .laws import RevisedFit, classical_E
-from .laws.analysis import SizeAnalysis, analyse_batch_sweep, arm_label, run_curves
+from .laws.analysis import SizeAnalysis, analyse_batch_sweep, arm_label
 from .store import curve
 
-__all__ = ["bsz_crossing", "bsz_ess_schematic", "bsz_ess_fits", "bsz_bmin_bopt", "bsz_schedule", "bsz_sqrt_lr"]
+__all__ = ["bsz_crossing", "bsz_ess_schematic", "bsz_ess_fits", "bsz_bmin_bopt", "bsz_schedule", "bsz_sqrt_lr",
+           "bsz_warmup"]
 
 
 def _sizes(runs) -> dict[str, SizeAnalysis]:
@@ -244,33 +245,49 @@ def _val_xy(r):
     return np.array(x, float), np.array(y, float)
 
 
-@figure("bsz_sqrt_lr", experiment="bsz_sweep_sqrt_lr")
-def bsz_sqrt_lr(runs: list[dict]):
-    """Ablation: the sqrt(B)-scaled-LR sweep: loss curves and B_opt(L), B_min(L) from its E(S) fits."""
+def _ablation(runs, others, title: str):
+    """(a) the ablation's loss curves; (b) its B_opt(L), B_min(L) against the main sweep's same size."""
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5))
     a = _largest(runs)
     if a is None:
         ax.text(0.5, 0.5, "no analysable model", transform=ax.transAxes)
         return fig
     colors = _batch_colors([c.batch_tokens for c in a.curves])
-    for c in run_curves(runs):
+    for c in a.curves:
         ax.plot(c.tokens, c.val_loss, color=colors.get(c.batch_tokens, "k"), lw=1.3,
                 label=f"B = {_si(c.batch_tokens)} tok, lr {c.lr:.2g}")
     ax.set_xscale("log")
     ax.set_ylim(top=4.0)
     ax.set_xlabel("training tokens")
     ax.set_ylabel("held-out loss")
-    ax.set_title(f"(a) {a.label}, LR = 6e-3 sqrt(B / 32)")
+    ax.set_title(f"(a) {a.label}: {title}")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    good = [f for f in a.fits if isinstance(f.revised, RevisedFit)]
-    for key, color in (("B_opt", "C2"), ("B_min", "C4")):
-        bx.plot([f.target for f in good], [getattr(f.revised, key) for f in good], "o-", color=color, label=key)
+    main = _sizes(others.get("bsz_sweep", [])).get(a.label)
+    for ana, style, name in ((a, "o-", "ablation"), (main, "s--", "main sweep")):
+        if ana is None:
+            continue
+        good = [f for f in ana.fits if isinstance(f.revised, RevisedFit)]
+        for key, color in (("B_opt", "C2"), ("B_min", "C4")):
+            bx.plot([f.target for f in good], [max(getattr(f.revised, key), 1e-1) for f in good], style,
+                    color=color, label=f"{key} ({name})", alpha=1.0 if ana is a else 0.6)
     bx.set_yscale("log")
     bx.invert_xaxis()
     bx.set_xlabel("target loss")
     bx.set_ylabel("batch (tokens)")
-    bx.set_title("(b) B_opt, B_min under sqrt(B) LR")
+    bx.set_title("(b) B_opt, B_min: ablation vs main sweep (same size)")
     bx.legend(fontsize=7)
     bx.grid(alpha=0.3, which="both")
     return fig
+
+
+@figure("bsz_warmup", experiment="bsz_sweep_warmup_steps", also=("bsz_sweep",))
+def bsz_warmup(runs: list[dict], others: dict):
+    """Ablation (Fig. 6b): warmup of 32 steps for every batch instead of 65,536 tokens."""
+    return _ablation(runs, others, "warmup 32 steps (main: 65,536 tokens)")
+
+
+@figure("bsz_sqrt_lr", experiment="bsz_sweep_sqrt_lr", also=("bsz_sweep",))
+def bsz_sqrt_lr(runs: list[dict], others: dict):
+    """Ablation: the sqrt(B)-scaled-LR sweep against the main sweep's same size."""
+    return _ablation(runs, others, "LR = 6e-3 sqrt(B / 32)")

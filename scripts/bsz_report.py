@@ -31,7 +31,7 @@ def fmt_ci(ci):
 
 def law(x):
     if isinstance(x, LossPowerLaw):
-        return f"B ~ L^-{x.k:.2f}, 90% CI [{x.k_ci[0]:.2f}, {x.k_ci[1]:.2f}], R^2 {x.r2:.2f}, {x.n} targets"
+        return f"B ~ L^-k, k = {x.k:.2f}, 90% CI [{x.k_ci[0]:.2f}, {x.k_ci[1]:.2f}], R^2 {x.r2:.2f}, {x.n} targets"
     return f"no fit: {x}"
 
 
@@ -104,6 +104,10 @@ def main():
         sweep_tables(current(args.runs, "bsz_sweep_sqrt_lr", args.profile), "bsz_sweep_sqrt_lr: LR x sqrt(B / 32)")
     except Exception as e:    # not run yet
         print(f"\n(bsz_sweep_sqrt_lr: {e})")
+    try:
+        sweep_tables(current(args.runs, "bsz_sweep_warmup_steps", args.profile), "bsz_sweep_warmup_steps: warmup 32 steps")
+    except Exception as e:
+        print(f"\n(bsz_sweep_warmup_steps: {e})")
     try:
         schedule_table(current(args.runs, "bsz_schedule", args.profile), sweep)
     except Exception as e:

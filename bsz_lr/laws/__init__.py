@@ -5,14 +5,19 @@ targets  steps / tokens to reach target losses from loss curves (censored when n
 ess      E(S) laws: classical hyperbola, revised piecewise law (c1 and free forms), B_min, B_opt,
          bootstrap intervals, leave-one-out error
 batch    B_min(L), B_opt(L) as power laws in loss; McCandlish's two-batch noise scale
+lr       LR paper Eq. 2 (parabola in log LR, edge optima refused) and Eq. 6 (eta* = c N^a D^b),
+         the near-optimal-band estimator
+analysis a stored batch sweep end to end, and the dynamic batch schedule (import it directly)
 """
 
 from .batch import LossPowerLaw, b_simple, fit_loss_power_law
 from .ess import (ClassicalFit, RevisedFit, bootstrap, c1_pieces, classical_E, fit_classical, fit_revised,
                   loo_error)
+from .lr import LRLaw, LRParabola, band_points, fit_lr_law, fit_lr_parabola
 from .power import FitError, PowerLawFit, fit_power_law
 from .targets import Crossings, crossings, smooth_curve, target_levels
 
 __all__ = ["FitError", "PowerLawFit", "fit_power_law", "ClassicalFit", "RevisedFit", "classical_E",
            "fit_classical", "fit_revised", "c1_pieces", "bootstrap", "loo_error", "LossPowerLaw",
-           "fit_loss_power_law", "b_simple", "Crossings", "crossings", "smooth_curve", "target_levels"]
+           "fit_loss_power_law", "b_simple", "Crossings", "crossings", "smooth_curve", "target_levels",
+           "LRParabola", "fit_lr_parabola", "LRLaw", "fit_lr_law", "band_points"]

@@ -15,6 +15,7 @@ import dataclasses
 
 import numpy as np
 
+from .loglinear import ols_with_intervals
 from .power import FitError
 
 __all__ = ["LossPowerLaw", "fit_loss_power_law", "b_simple"]
@@ -33,11 +34,6 @@ class LossPowerLaw:
         return self.B_ref * (np.asarray(L, float) / self.L_ref) ** (-self.k)
 
 
-def _polyfit(logL, logB):
-    k, c = np.polyfit(logL, logB, 1)
-    return -k, c
-
-
 def fit_loss_power_law(L, B, n_boot: int = 500, seed: int = 0, level: float = 0.9) -> LossPowerLaw:
     L, B = np.asarray(L, float).ravel(), np.asarray(B, float).ravel()
     ok = np.isfinite(L) & np.isfinite(B) & (L > 0) & (B > 0)
@@ -47,18 +43,10 @@ def fit_loss_power_law(L, B, n_boot: int = 500, seed: int = 0, level: float = 0.
     if np.ptp(np.log(L)) < 1e-9:
         raise FitError("B(L) power law: all target losses are equal")
     L_ref = float(np.exp(np.mean(np.log(L))))
-    x, y = np.log(L / L_ref), np.log(B)
-    k, c = _polyfit(x, y)
-    pred = c - k * x
-    ss = float(np.sum((y - y.mean()) ** 2))
-    r2 = 1 - float(np.sum((y - pred) ** 2)) / ss if ss > 0 else 1.0
-    rng = np.random.default_rng(seed)
-    ks = []
-    for _ in range(n_boot):
-        i = rng.integers(0, x.size, x.size)
-        if np.ptp(x[i]) > 1e-9:
-            ks.append(_polyfit(x[i], y[i])[0])
-    ci = tuple(float(v) for v in np.percentile(ks, [(1 - level) * 50, (1 + level) * 50])) if ks else (np.nan, np.nan)
+    x = np.log(L / L_ref)
+    coef, r2, ci = ols_with_intervals(np.stack([np.ones_like(x), x], 1), np.log(B), n_boot, seed, level)
+    c, k = coef[0], -coef[1]
+    ci = (-ci[1][1], -ci[1][0])
     return LossPowerLaw(float(np.exp(c)), float(k), L_ref, r2, int(x.size), ci)
 
 
