@@ -232,9 +232,15 @@ def _resolve(x, value):
     return x
 
 
+_RESOLVING: set = set()       # (experiment, profile) being expanded: a cycle of Derived values is an error
+
+
 def _derived_value(exp: Experiment, profile: str, root: Path | None):
     def value(d: Derived):
         where = f"experiment {exp.name}"
+        key = (d.experiment, d.profile or profile)
+        if key in _RESOLVING:
+            raise ConfigError(f"{where}: Derived values form a cycle through {key[0]}/{key[1]}")
         if root is None:
             raise ConfigError(f"{where}: a Derived value needs the result store (pass root)")
         if d.experiment == exp.name:
@@ -242,7 +248,11 @@ def _derived_value(exp: Experiment, profile: str, root: Path | None):
         own = Path(exp.path).parent / f"{d.experiment}.py" if exp.path else None
         dep = load_experiment(str(own) if own and own.is_file() else d.experiment)
         prof = d.profile or profile
-        planned = plan_runs(dep, prof, root)
+        _RESOLVING.add((exp.name, profile))
+        try:
+            planned = plan_runs(dep, prof, root)
+        finally:
+            _RESOLVING.discard((exp.name, profile))
         done = sum(run_state(s.dir)[0] in DONE for s in planned)
         if done < len(planned):
             raise DependencyPending(f"{where}: its {profile} profile is derived from {dep.name}/{prof}, which "

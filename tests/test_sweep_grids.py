@@ -102,3 +102,12 @@ def test_derived_value_errors_are_reported_and_the_sweep_goes_on(tmp_path, capsy
     assert "experiment user: cannot derive a value from dep/smoke: invalid literal" in captured.err
     assert "other/smoke: 2 completed" in captured.out
     assert not (tmp_path / "r" / "user").exists()
+
+
+def test_derived_values_in_a_cycle_are_one_line_errors(tmp_path):
+    a = 'from bsz_lr.sweep import Derived\nNAME = "a"\nGRID = {"optim.lr": [Derived("b", lambda runs: 1e-3)]}\n' \
+        'PROFILES = {"smoke": {"train.steps": 2}}\n'
+    fa = write(tmp_path, "a", a)
+    write(tmp_path, "b", a.replace('NAME = "a"', 'NAME = "b"').replace('Derived("b"', 'Derived("a"'))
+    with pytest.raises(ConfigError, match="cycle"):
+        plan_runs(load_experiment(str(fa)), "smoke", tmp_path / "r")
