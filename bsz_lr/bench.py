@@ -329,6 +329,27 @@ def batch_throughput(quick: bool = False, sizes=("micro", "tiny"), batches=(4, 1
     return rows
 
 
+def moe_throughput(quick: bool = False, sizes=("micro", "tiny", "small"), experts=(4, 8)) -> list[dict]:
+    """Tokens/s of MoE models (top-2, active FFN width ~ the dense one) with the experts as sorted
+    tokens + lax.ragged_dot ("ragged") or every expert on every token ("dense"), against the dense
+    model of the same size (T = 64, B = 32, 10 steps per call, one core like a sweep worker)."""
+    corpus = load_corpus(Config().data, 256)
+    rows = []
+    for size in sizes:
+        base = {"model.size": size, "data.seq_len": 64, "data.batch_size": 32}
+        dense = measure_model(apply_overrides(Config(), base), corpus, 10, chunks=2,
+                              seconds=0.5 if quick else 4.0)["tokens_per_s"]
+        for e in experts:
+            for impl in ("ragged", "dense"):
+                cfg = apply_overrides(Config(), {**base, "model.ffn": "moe", "model.n_experts": e,
+                                                 "model.top_k": 2, "model.moe_impl": impl})
+                r = measure_model(cfg, corpus, 10, chunks=2, seconds=0.5 if quick else 4.0)
+                rows.append({"model": size, "experts": e, "impl": impl, "dense_tokens_per_s": dense, **r})
+                print(f"  {size:6} E={e} top-2 {impl:6}: {r['tokens_per_s']:>9,.0f} tokens/s "
+                      f"({r['tokens_per_s'] / dense:.2f}x the dense FFN model)", flush=True)
+    return rows
+
+
 def _on_one_core(fn, *a):
     """Run fn in this process restricted to one core (as a sweep worker), restoring the affinity."""
     if not hasattr(os, "sched_setaffinity"):
@@ -341,9 +362,14 @@ def _on_one_core(fn, *a):
         os.sched_setaffinity(0, before)
 
 
-def main(quick: bool = False, peer_only: bool = False, where: bool = False, batches: bool = False) -> int:
+def main(quick: bool = False, peer_only: bool = False, where: bool = False, batches: bool = False,
+         moe: bool = False) -> int:
     enable_compilation_cache()
     from . import bench_torch
+    if moe:
+        print("MoE experts on CPU, tokens/s (process on one core, like a pinned sweep worker):")
+        print(json.dumps({"moe": _on_one_core(moe_throughput, quick)}))
+        return 0
     if batches:
         print("batch-size sweep shapes, tokens/s (process on one core, like a pinned sweep worker):")
         print(json.dumps({"batches": _on_one_core(batch_throughput, quick)}))
@@ -387,6 +413,8 @@ def main(quick: bool = False, peer_only: bool = False, where: bool = False, batc
         print(f"  {r['mode']:40} {r['tokens_per_s']:>10,.0f} tokens/s  {r['speedup']:.2f}x", flush=True)
     print("\nbatch-size sweep shapes, tokens/s (one core, like a pinned sweep worker):")
     by_batch = _on_one_core(batch_throughput, quick)
+    print("\nMoE experts, ragged vs dense (one core):")
+    moe_rows = _on_one_core(moe_throughput, quick)
     peer = None
     if bench_torch.available():
         print(f"\nPyTorch peer (torch {bench_torch.torch.__version__}, {bench_torch.torch.get_num_threads()} threads), "
@@ -395,5 +423,5 @@ def main(quick: bool = False, peer_only: bool = False, where: bool = False, batc
     else:
         print("\n" + bench_torch.INSTALL_HINT)
     print(json.dumps({"ceiling_gflops": ceiling["gflops"], "rows": rows, "sweep": sweep, "batches": by_batch,
-                      "torch_peer": peer}))
+                      "moe": moe_rows, "torch_peer": peer}))
     return 0

@@ -136,7 +136,7 @@ def _figures(args) -> int:
 
 def _bench(args) -> int:
     from .bench import main as bench_main
-    return bench_main(quick=args.quick, peer_only=args.peer, where=args.where, batches=args.batches)
+    return bench_main(quick=args.quick, peer_only=args.peer, where=args.where, batches=args.batches, moe=args.moe)
 
 
 def _info(args) -> int:
@@ -189,6 +189,7 @@ def main(argv=None) -> int:
     b.add_argument("--quick", action="store_true", help="fewer steps (a sanity run, not a measurement)")
     b.add_argument("--peer", action="store_true", help="only the PyTorch peer table (needs the `bench` extra)")
     b.add_argument("--batches", action="store_true", help="only tokens/s per batch size at the batch sweep's shapes")
+    b.add_argument("--moe", action="store_true", help="only MoE tokens/s, ragged vs dense experts")
     b.add_argument("--where", action="store_true", help="where a step's time goes: its parts timed alone")
     b.set_defaults(fn=_bench)
 

@@ -50,16 +50,18 @@ def sweep_tables(runs, title):
         for f in a.fits:
             r, c = f.revised, f.classical
             lr, lc = f.loo.get("revised") or {}, f.loo.get("classical") or {}
-            loo = (f"{lr['rmse_log']:.3f} / {lc['rmse_log']:.3f}" if isinstance(lr, dict) and "rmse_log" in lr
-                   and isinstance(lc, dict) and "rmse_log" in lc else "n/a")
+            num = lambda d: f"{d['rmse_log']:.3f}" if isinstance(d, dict) and np.isfinite(d.get("rmse_log", np.nan)) else "-"
+            loo = f"{num(lr)} / {num(lc)}" if num(lr) != "-" or num(lc) != "-" else "n/a"
             cl = f"{c.rmse_log:.3f}" if not isinstance(c, str) else "n/a"
             if isinstance(r, RevisedFit):
                 print(f"| {f.target:.3f} | {f.S.size} | {', '.join(map(str, f.censored)) or '-'} | {r.form} "
                       f"| {r.B_opt:,.0f} {fmt_ci(f.ci.get('B_opt'))} | {r.B_min:,.0f} {fmt_ci(f.ci.get('B_min'))} "
                       f"| {r.rmse_log:.3f} / {cl} | {loo} |")
             else:
-                print(f"| {f.target:.3f} | {f.S.size} | {', '.join(map(str, f.censored)) or '-'} | - | no fit: {r} "
-                      f"| | - / {cl} | {loo} |")
+                why = ("no interior minimum (E grows with B)" if "no interior minimum" in r else
+                       "fewer than 6 points reach it" if "need >=" in r else r)
+                print(f"| {f.target:.3f} | {f.S.size} | {', '.join(map(str, f.censored)) or '-'} | - "
+                      f"| no revised fit: {why} | - | - / {cl} | {loo} |")
         print(f"\nB_opt(L): {law(a.bopt_law)}  \nB_min(L): {law(a.bmin_law)}")
         if a.noise:
             nz = np.array(a.noise)
