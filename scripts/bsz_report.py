@@ -72,6 +72,37 @@ def sweep_tables(runs, title):
         print()
 
 
+def seed_table(seed_runs, sweep_runs):
+    """Spread over seeds of ln S at the main sweep's micro targets, for the batches run with 3 seeds."""
+    from bsz_lr.laws import crossings
+    from bsz_lr.laws.analysis import run_curves
+    a = analyse_batch_sweep(sweep_runs).get("d32 L2")
+    if a is None or isinstance(a, str):
+        print("(seed spread: no micro analysis)")
+        return
+    curves = [c for c in run_curves(sweep_runs + seed_runs) if c.label == "d32 L2"]
+    batches = sorted({c.batch for c in run_curves(seed_runs)})
+    print("\n#### Seed spread of steps-to-target (micro, 3 seeds)\n")
+    print("| target L | " + " | ".join(f"B = {b} x 64: S per seed (std of ln S)" for b in batches) + " |")
+    print("|---|" + "---|" * len(batches))
+    sds = []
+    for L in a.targets:
+        cells = []
+        for b in batches:
+            S = [float(crossings(c.steps, c.val_loss, [L], c.batch_tokens, c.warmup_steps).steps[0])
+                 for c in curves if c.batch == b]
+            S = np.array(S)
+            if np.all(np.isfinite(S)) and S.size >= 2:
+                sd = float(np.std(np.log(S), ddof=1))
+                sds.append(sd)
+                cells.append(", ".join(f"{x:,.0f}" for x in S) + f" ({sd:.3f})")
+            else:
+                cells.append(", ".join("-" if not np.isfinite(x) else f"{x:,.0f}" for x in S) + " (n/a)")
+        print(f"| {L:.3f} | " + " | ".join(cells) + " |")
+    if sds:
+        print(f"\nmedian std of ln S over seeds: {np.median(sds):.3f} (max {np.max(sds):.3f}, {len(sds)} cells)")
+
+
 def schedule_table(runs, sweep_runs):
     print("\n#### Scheduler comparison\n")
     a = analyse_batch_sweep(sweep_runs).get("d64 L2")
@@ -110,6 +141,10 @@ def main():
         sweep_tables(current(args.runs, "bsz_sweep_warmup_steps", args.profile), "bsz_sweep_warmup_steps: warmup 32 steps")
     except Exception as e:
         print(f"\n(bsz_sweep_warmup_steps: {e})")
+    try:
+        seed_table(current(args.runs, "bsz_sweep_seeds", args.profile), sweep)
+    except Exception as e:
+        print(f"\n(bsz_sweep_seeds: {e})")
     try:
         schedule_table(current(args.runs, "bsz_schedule", args.profile), sweep)
     except Exception as e:
