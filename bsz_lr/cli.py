@@ -66,31 +66,15 @@ def _workers(text: str):
     return "auto" if text == "auto" else _positive_int("workers")(text)
 
 
-def _dependencies_first(exps: list) -> list:
-    """The experiments in the given order, except that one derived from another comes after it."""
-    from .sweep import dependencies
-    names = {e.name for e in exps}
-    out, placed = [], set()
-    pending = list(exps)
-    while pending:
-        ready = [e for e in pending if not (dependencies(e) & names) - placed - {e.name}]
-        if not ready:
-            raise ConfigError("sweep: experiments derive values from each other in a cycle: "
-                              + ", ".join(e.name for e in pending))
-        out.append(ready[0])
-        placed.add(ready[0].name)
-        pending.remove(ready[0])
-    return out
-
-
 def _sweep(args) -> int:
-    from .sweep import DependencyPending, check_runs_dir, dependencies, load_experiment, plan_runs, run_sweep
+    from .sweep import (DependencyPending, check_runs_dir, dependencies, dependency_order, load_experiment,
+                        plan_runs, run_sweep)
     try:
         i, n = (int(x) for x in args.shard.split("/"))
         assert 0 <= i < n
     except (ValueError, AssertionError):
         raise ConfigError(f"--shard: expected i/n with 0 <= i < n, got {args.shard!r}") from None
-    exps = _dependencies_first([load_experiment(f) for f in args.files])
+    exps = dependency_order([load_experiment(f) for f in args.files])
     wanted, todo = args.profile.split(","), []
     for exp in exps:                        # every file and profile is checked before anything trains
         profile = next((p for p in wanted if p in exp.profiles), None)

@@ -7,7 +7,7 @@ import matplotlib.ticker
 import numpy as np
 
 from .figures import _si, figure
-from .laws import RevisedFit, classical_E
+from .laws import RevisedFit
 from .laws.analysis import SizeAnalysis, analyse_batch_sweep, arm_label
 from .store import curve
 

@@ -54,7 +54,7 @@ from .signals import EXIT_CODES, StopRequest
 from .store import (DONE, UNUSABLE, RunLock, checkpoint_steps, quarantine, read_status, run_state,
                     write_json_atomic)
 
-__all__ = ["Experiment", "Derived", "DependencyPending", "dependencies", "load_experiment", "expand", "grid_points", "plan_runs", "RunSpec", "run_sweep", "worker_loop", "branch_configs", "shard",
+__all__ = ["Experiment", "Derived", "DependencyPending", "dependencies", "dependency_order", "load_experiment", "expand", "grid_points", "plan_runs", "RunSpec", "run_sweep", "worker_loop", "branch_configs", "shard",
            "group_units"]
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
@@ -88,6 +88,21 @@ def dependencies(exp: "Experiment", profile: str | None = None) -> set[str]:
     parts = [exp.base, exp.grid, exp.branches] + (
         [exp.profiles.get(profile, {})] if profile else list(exp.profiles.values()))
     return {d.experiment for d in _walk_derived(parts)}
+
+
+def dependency_order(exps: list) -> list:
+    """The experiments in the given order, except that one derived from another comes after it."""
+    names = {e.name for e in exps}
+    out, placed, pending = [], set(), list(exps)
+    while pending:
+        ready = [e for e in pending if not (dependencies(e) & names) - placed - {e.name}]
+        if not ready:
+            raise ConfigError("sweep: experiments derive values from each other in a cycle: "
+                              + ", ".join(e.name for e in pending))
+        out.append(ready[0])
+        placed.add(ready[0].name)
+        pending.remove(ready[0])
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,14 +199,9 @@ def grid_points(grid) -> list[dict]:
         return out
     keys = list(grid)
     points = []
-    for k in keys:
-        if not isinstance(grid[k], (list, tuple)) or not grid[k]:
-            raise ConfigError(f"GRID[{k!r}]: a derived value must be a non-empty list, got {grid[k]!r}")
     for values in itertools.product(*(grid[k] for k in keys)):
         point = {}
         for k, v in zip(keys, values):
-            if isinstance(k, tuple) and not (isinstance(v, (list, tuple)) and len(v) == len(k)):
-                raise ConfigError(f"GRID[{k!r}]: a value must be a tuple of {len(k)}, got {v!r}")
             point.update(zip(k, v) if isinstance(k, tuple) else [(k, v)])
         points.append(point)
     return points
@@ -276,6 +286,7 @@ def expand(exp: Experiment, profile: str, root: Path | None = None) -> list[Conf
         value = _derived_value(exp, profile, root)
         exp = dataclasses.replace(exp, base=_resolve(exp.base, value))
         prof, grid = _resolve(prof, value), _resolve(grid, value)
+        _check_grid(grid, f"experiment {exp.name}: derived GRID")    # the derived values too
     # Layers BASE < profile < grid point: a later layer wins, its model.size included.
     base = apply_overrides(apply_overrides(Config(), exp.base), prof)
     if branches:

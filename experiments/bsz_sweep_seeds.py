@@ -6,27 +6,22 @@ S (and so of E = B S) at each target, the error bar against which the E(S) fits 
 leave-one-out errors are read (README; scripts/bsz_report.py).
 """
 
+from pathlib import Path
+
+from bsz_lr.sweep import load_experiment
+
+# The main sweep's settings, read from its file, so this experiment cannot drift from it.
+MAIN = load_experiment(str(Path(__file__).with_name("bsz_sweep.py")))
+BATCH_KEYS = ("data.batch_size", "train.microbatches", "train.scan_steps", "train.tokens")
+BATCHES = MAIN.grid[BATCH_KEYS]
+
 NAME = "bsz_sweep_seeds"
-BASE = {
-    "model.size": "micro",
-    "optim.lr": 6e-3,
-    "data.corpus": "austen",
-    "data.seq_len": 64,
-    "schedule.kind": "constant",
-    "schedule.warmup_tokens": 65_536,
-    "train.eval_every": 0,
-    "train.eval_points": 40,
-    "train.eval_tokens": 16_384,
-    "train.checkpoint_every": 0,
-}
-GRID = {("data.batch_size", "train.microbatches", "train.scan_steps", "train.tokens"):
-        [(8, 1, 10, 2_000_000), (32, 2, 10, 2_000_000), (128, 2, 2, 4_000_000)],
-        ("train.seed", "data.seed"): [(1, 1), (2, 2)]}
+BASE = {**MAIN.base, "model.size": "micro", "optim.lr": 6e-3}
+GRID = {BATCH_KEYS: [x for x in BATCHES if x[0] in (8, 32, 128)], ("train.seed", "data.seed"): [(1, 1), (2, 2)]}
 PROFILES = {
     "smoke": {"model.size": "nano", "data.seq_len": 32, "train.eval_points": 8, "train.eval_tokens": 2048,
               "schedule.warmup_tokens": 1024,
-              "grid": {("data.batch_size", "train.microbatches", "train.scan_steps", "train.tokens"):
-                       [(4, 2, 4, 8_192), (16, 2, 2, 8_192)], ("train.seed", "data.seed"): [(1, 1)]}},
+              "grid": {BATCH_KEYS: [(4, 2, 4, 8_192), (16, 2, 2, 8_192)], ("train.seed", "data.seed"): [(1, 1)]}},
     "cpu": {},
 }
 FIGURES = []

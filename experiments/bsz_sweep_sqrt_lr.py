@@ -2,28 +2,23 @@
 
 The same runs as `bsz_sweep.py` (micro size) except the LR: 6e-3 x sqrt(B / 32), equal to the
 main sweep's LR at B = 32 (spec section 4 [R]: the same LR for every batch is primary, sqrt(B)
-scaling the ablation).  Compared in the bsz_ess_fits / bsz_bmin_bopt figures' notes and the README.
+scaling the ablation).  Compared with the main sweep in the bsz_sqrt_lr figure and the README.
 """
 
 import math
+from pathlib import Path
+
+from bsz_lr.sweep import load_experiment
+
+# The main sweep's settings, read from its file, so this experiment cannot drift from it.
+MAIN = load_experiment(str(Path(__file__).with_name("bsz_sweep.py")))
+BATCH_KEYS = ("data.batch_size", "train.microbatches", "train.scan_steps", "train.tokens")
+BATCHES = MAIN.grid[BATCH_KEYS]
 
 NAME = "bsz_sweep_sqrt_lr"
 LR_32 = 6e-3
-BATCHES = [(4, 1, 10, 2_000_000), (8, 1, 10, 2_000_000), (16, 2, 10, 2_000_000), (32, 2, 10, 2_000_000),
-           (64, 2, 5, 2_800_000), (128, 2, 2, 4_000_000), (256, 2, 2, 5_600_000)]
-BASE = {
-    "model.size": "micro",
-    "data.corpus": "austen",
-    "data.seq_len": 64,
-    "schedule.kind": "constant",
-    "schedule.warmup_tokens": 65_536,
-    "train.eval_every": 0,
-    "train.eval_points": 40,
-    "train.eval_tokens": 16_384,
-    "train.checkpoint_every": 0,
-}
-GRID = {("data.batch_size", "train.microbatches", "train.scan_steps", "train.tokens", "optim.lr"):
-        [(b, m, k, t, LR_32 * math.sqrt(b / 32)) for b, m, k, t in BATCHES]}
+BASE = {**MAIN.base, "model.size": "micro"}
+GRID = {BATCH_KEYS + ("optim.lr",): [(*x, LR_32 * math.sqrt(x[0] / 32)) for x in BATCHES]}
 PROFILES = {
     "smoke": {"model.size": "nano", "data.seq_len": 32, "train.tokens": 8_192, "train.eval_points": 8,
               "train.eval_tokens": 2048, "schedule.warmup_tokens": 1024,

@@ -25,5 +25,7 @@ def synth_runs(batches=(4, 8, 16, 32, 64, 128, 256), T=64, d_model=64, noise=0.0
                "schedule": {"warmup_tokens": 0, "warmup_steps": 0}, "optim": {"lr": 3e-3},
                "train": {"seed": 0, "microbatches": 1}}
         runs.append({"hash": f"h{d_model}-{B}-{seed}", "config": cfg, "state": "completed", "metrics": rows,
-                     "status": {"params": {"non_embedding": 1000 * d_model}, "metrics_sha256": f"{noise}"}})
+                     # the store's checksum of the metrics: analyses are cached by (hash, checksum)
+                     "status": {"params": {"non_embedding": 1000 * d_model},
+                                "metrics_sha256": repr((noise, seed, L0, sigma, A, alpha, Bc, T))}})
     return runs

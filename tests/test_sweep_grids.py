@@ -1,7 +1,6 @@
 """Non-cartesian grids (lists of grids, zipped keys) and values derived from another experiment."""
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -13,7 +13,6 @@ Every fit that cannot be made is kept as its reason (a string) in place of the f
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 
 import numpy as np
@@ -159,35 +158,29 @@ def analyse_size(curves: list[RunCurve], n_targets: int = 8, window: int = 3, n_
     return SizeAnalysis(curves[0].label, curves[0].n_params, curves, targets, cross, fits, bopt, bmin, noise)
 
 
-def _cache_key(runs) -> str:
-    return json.dumps(sorted((r["hash"], r["status"].get("metrics_sha256", "")) for r in runs))
-
-
-@functools.lru_cache(maxsize=8)
-def _analyse_cached(key: str, runs_t: tuple, n_targets: int, seeds: str) -> dict:
-    runs = list(runs_t)
-    curves = run_curves(runs)
-    if seeds == "first":     # one curve per (model, batch): the lowest seed
-        seen, keep = set(), []
-        for c in curves:
-            if (c.label, c.batch) not in seen:
-                seen.add((c.label, c.batch))
-                keep.append(c)
-        curves = keep
-    out = {}
-    for label in dict.fromkeys(c.label for c in curves):
-        out[label] = _try(analyse_size, [c for c in curves if c.label == label], n_targets)
-    return out
-
-
-class _Hashable(dict):
-    def __hash__(self):
-        return hash(self["hash"])
+_CACHE: dict = {}       # (runs' hashes + metrics checksums, n_targets, seeds) -> analysis: figures,
+                        # the report and Derived schedules ask for the same sweep several times
 
 
 def analyse_batch_sweep(runs: list[dict], n_targets: int = 8, seeds: str = "first") -> dict:
-    """{model label: SizeAnalysis (or the reason it could not be analysed)}, smallest model first."""
-    return _analyse_cached(_cache_key(runs), tuple(_Hashable(r) for r in runs), n_targets, seeds)
+    """{model label: SizeAnalysis (or the reason it could not be analysed)}, smallest model first.
+
+    seeds "first": one curve per (model, batch), the lowest seed."""
+    key = (json.dumps(sorted((r["hash"], r["status"].get("metrics_sha256", "")) for r in runs)), n_targets, seeds)
+    if key not in _CACHE:
+        curves = run_curves(runs)
+        if seeds == "first":          # run_curves sorts by seed within a (model, batch)
+            seen, keep = set(), []
+            for c in curves:
+                if (c.label, c.batch) not in seen:
+                    seen.add((c.label, c.batch))
+                    keep.append(c)
+            curves = keep
+        if len(_CACHE) >= 8:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = {label: _try(analyse_size, [c for c in curves if c.label == label], n_targets)
+                       for label in dict.fromkeys(c.label for c in curves)}
+    return _CACHE[key]
 
 
 # ---------------------------------------------------------------------------
