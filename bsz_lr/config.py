@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -367,7 +368,7 @@ def _apply(obj, tree: dict, prefix: str):
     """Replace fields of dataclass `obj` from a nested {field: value | {subfield: ...}} dict at once,
     so fields that are only valid together (e.g. an exp decay and its final fraction) can be set."""
     fields = {f.name: f for f in dataclasses.fields(obj)}
-    hints = typing.get_type_hints(type(obj))
+    hints = _hints(type(obj))
     changes = {}
     for key, value in tree.items():
         full = prefix + key
@@ -385,13 +386,20 @@ def _apply(obj, tree: dict, prefix: str):
     return dataclasses.replace(obj, **changes)
 
 
+@functools.lru_cache(maxsize=None)
+def _hints(cls) -> dict:
+    """typing.get_type_hints of a config dataclass, once per class (it dominated sweep planning:
+    every stored run's config is re-validated key by key).  Callers must not mutate the dict."""
+    return typing.get_type_hints(cls)
+
+
 def _check_key(key: str) -> None:
     """Fail on an unknown or misplaced dotted key, naming the key as given."""
     obj = Config
     for i, part in enumerate(key.split(".")):
         if not (isinstance(obj, type) and dataclasses.is_dataclass(obj)):
             raise ConfigError(f"{key}: {key.split('.')[i - 1]!r} has no sub-fields")
-        hints = typing.get_type_hints(obj)
+        hints = _hints(obj)
         if part not in hints:
             raise ConfigError(f"{key}: unknown field {part!r}; known: {', '.join(hints)}")
         obj = hints[part]

@@ -13,7 +13,8 @@ An experiment file (experiments/NAME.py) defines module-level values:
     FIGURES  = ["tiny_lm_loss"]               # figure builders fed by this experiment
 
 A value anywhere in BASE, a profile or GRID may be `Derived(experiment, fn)`: computed when the
-experiment is expanded, as fn(completed runs of `experiment`, same profile unless given), e.g. a
+experiment is expanded, as fn(finished runs of `experiment`, same profile unless given: completed
+and diverged ones, see run["status"]["status"]), e.g. a
 batch schedule fitted on another experiment's stored results.  Such an experiment cannot be
 planned until its dependency has finished (the runner trains dependencies first when given
 together); when the dependency's results change, so does the value, hence the config hash, so
@@ -269,7 +270,7 @@ def _derived_value(exp: Experiment, profile: str, root: Path | None):
                                     f"has {done} of {len(planned)} runs done; run {dep.name} first")
         from .store import load_runs
         runs = [r for r in load_runs(root, dep.name, prof, only={s.dir.name for s in planned}, quiet=True)
-                if r["state"] == "completed"]
+                if r["state"] in DONE]     # completed and diverged: a diverged run is a result too
         try:
             return d.fn(runs)
         except (ValueError, ArithmeticError) as e:     # laws.FitError is a ValueError

@@ -110,3 +110,17 @@ def test_derived_values_in_a_cycle_are_one_line_errors(tmp_path):
     write(tmp_path, "b", a.replace('NAME = "a"', 'NAME = "b"').replace('Derived("b"', 'Derived("a"'))
     with pytest.raises(ConfigError, match="cycle"):
         plan_runs(load_experiment(str(fa)), "smoke", tmp_path / "r")
+
+
+def test_every_profile_of_every_experiment_file_plans(tmp_path):
+    # A bad shape in a profile nobody ran yet (cpu-long, gpu) must fail here, not on a cluster.
+    from bsz_lr.sweep import EXPERIMENTS_DIR
+    n = 0
+    for f in sorted(EXPERIMENTS_DIR.glob("*.py")):
+        exp = load_experiment(str(f))
+        for prof in exp.profiles:
+            if dependencies(exp, prof):
+                continue                  # derived: planned from its dependency's results (tested above)
+            assert plan_runs(exp, prof, tmp_path), (f.name, prof)
+            n += 1
+    assert n >= 15

@@ -8,6 +8,8 @@ batch    B_min(L), B_opt(L) as power laws in loss; McCandlish's two-batch noise 
 lr       LR paper Eq. 2 (parabola in log LR, edge optima refused) and Eq. 6 (eta* = c N^a D^b),
          the near-optimal-band estimator
 analysis a stored batch sweep end to end, and the dynamic batch schedule (import it directly)
+lr_analysis  a stored LR ladder with decay branches end to end: Eq. 4 / 2 / 6, the band law, the
+         held-out prediction, the search-cost table (import it directly)
 """
 
 from .batch import LossPowerLaw, b_simple, fit_loss_power_law

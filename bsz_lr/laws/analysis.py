@@ -49,11 +49,11 @@ def _label(cfg: dict) -> str:
 
 
 def run_curves(runs: list[dict]) -> list[RunCurve]:
-    """One RunCurve per completed constant-batch run."""
+    """One RunCurve per completed constant-batch run (diverged runs are left out)."""
     out = []
     for r in runs:
         c = r["config"]
-        if c["data"]["batch_stages"]:
+        if c["data"]["batch_stages"] or r["status"].get("status") == "diverged":
             continue
         rows = r["metrics"]
         ev = [(x["step"], x["tokens"], x["val_loss"]) for x in rows if "val_loss" in x and x["step"] > 0]

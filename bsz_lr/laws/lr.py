@@ -4,7 +4,8 @@
   the near-optimal points only (within `band` x of the best measured LR), eta* = exp(m).  An
   optimum at the edge of the LR grid (the best measured LR is the smallest or largest tried, or
   the fitted vertex lies outside the points used) is a FitError saying so: it is never
-  extrapolated.
+  extrapolated.  A loss of +inf (a diverged run) bounds the optimum on its side, so a best LR
+  next to a diverged larger one is not at the edge, but it is never part of the parabola.
 * Eq. 6, `fit_lr_law(N, D, eta)`: log eta* = log c + a log N + b log D by least squares, R^2, and
   bootstrap intervals on both exponents (paper: a = -0.2219, b = -0.3509).
 * The near-optimal-band estimator (DeepSeek 2024, Step Law 2025), `band_points(...)`: every run
@@ -44,16 +45,17 @@ def fit_lr_parabola(lrs, losses, band: float = 3.0) -> LRParabola:
     lr, L = np.asarray(lrs, float).ravel(), np.asarray(losses, float).ravel()
     if lr.shape != L.shape:
         raise FitError(f"Eq. 2: {lr.size} LRs but {L.size} losses")
-    ok = np.isfinite(lr) & np.isfinite(L) & (lr > 0)
+    # +inf (a diverged run) bounds the optimum from its side but is never fitted; NaN is no point.
+    ok = np.isfinite(lr) & (lr > 0) & ~np.isnan(L) & (L > -np.inf)
     lr, L = lr[ok], L[ok]
-    if lr.size < 3:
-        raise FitError(f"Eq. 2: need >= 3 finite points (LR > 0), got {lr.size}")
+    if np.isfinite(L).sum() < 3:
+        raise FitError(f"Eq. 2: need >= 3 finite points (LR > 0), got {int(np.isfinite(L).sum())}")
     i = int(np.argmin(L))
     if lr[i] in (lr.min(), lr.max()):
         side = "smallest" if lr[i] == lr.min() else "largest"
         raise FitError(f"Eq. 2: optimum at the grid edge (the {side} LR, {lr[i]:.3g}, has the lowest loss): "
                        "extend the LR grid past it; not extrapolated")
-    near = np.abs(np.log(lr / lr[i])) <= np.log(band) + 1e-9
+    near = (np.abs(np.log(lr / lr[i])) <= np.log(band) + 1e-9) & np.isfinite(L)
     x, y = np.log(lr[near]), L[near]
     if x.size < 3:
         raise FitError(f"Eq. 2: need >= 3 points within {band:g}x of the best LR, got {x.size}")
