@@ -350,6 +350,35 @@ def moe_throughput(quick: bool = False, sizes=("micro", "tiny", "small"), expert
     return rows
 
 
+OPTIM_ARMS = (("AdamW", {"optim.name": "adamw"}), ("Muon", {"optim.name": "muon"}),
+              ("Mousse", {"optim.name": "mousse"}),
+              ("Muon, f32 Newton-Schulz", {"optim.name": "muon", "optim.ns_dtype": "float32"}),
+              ("Mousse, f32 Newton-Schulz", {"optim.name": "mousse", "optim.ns_dtype": "float32"}))
+
+
+def optim_throughput(quick: bool = False, sizes=("micro", "tiny", "small"), rounds: int = 3) -> list[dict]:
+    """Time per training step of AdamW, Muon and Mousse (Newton-Schulz in bf16, the default, and
+    f32) at the Mousse experiments' shape (T = 64, B = 16, 10 steps per call, one core), the
+    optimizers timed alternately over `rounds` rounds (median): Mousse's overhead over Muon."""
+    corpus = load_corpus(Config().data, 256)
+    rows = []
+    for size in sizes:
+        cfgs = [(label, apply_overrides(Config(), {"model.size": size, "data.seq_len": 64, "data.batch_size": 16,
+                                                   **ov})) for label, ov in OPTIM_ARMS]
+        times = {label: [] for label, _ in cfgs}
+        for _ in range(1 if quick else rounds):
+            for label, cfg in cfgs:
+                r = measure_model(cfg, corpus, 10, chunks=2, seconds=0.5 if quick else 3.0)
+                times[label].append(1e3 * cfg.data.batch_size * cfg.data.seq_len / r["tokens_per_s"])
+        muon = float(np.median(times["Muon"]))
+        for label, _ in cfgs:
+            ms = float(np.median(times[label]))
+            rows.append({"model": size, "optimizer": label, "ms_per_step": ms, "vs_muon": ms / muon,
+                         "rounds": len(times[label])})
+            print(f"  {size:6} {label:26} {ms:7.2f} ms/step  ({ms / muon:.3f}x Muon)", flush=True)
+    return rows
+
+
 def _on_one_core(fn, *a):
     """Run fn in this process restricted to one core (as a sweep worker), restoring the affinity."""
     if not hasattr(os, "sched_setaffinity"):
@@ -363,9 +392,13 @@ def _on_one_core(fn, *a):
 
 
 def main(quick: bool = False, peer_only: bool = False, where: bool = False, batches: bool = False,
-         moe: bool = False) -> int:
+         moe: bool = False, optim: bool = False) -> int:
     enable_compilation_cache()
     from . import bench_torch
+    if optim:
+        print("optimizers, ms per step (process on one core, like a pinned sweep worker):")
+        print(json.dumps({"optim": _on_one_core(optim_throughput, quick)}))
+        return 0
     if moe:
         print("MoE experts on CPU, tokens/s (process on one core, like a pinned sweep worker):")
         print(json.dumps({"moe": _on_one_core(moe_throughput, quick)}))
@@ -415,6 +448,8 @@ def main(quick: bool = False, peer_only: bool = False, where: bool = False, batc
     by_batch = _on_one_core(batch_throughput, quick)
     print("\nMoE experts, ragged vs dense (one core):")
     moe_rows = _on_one_core(moe_throughput, quick)
+    print("\nAdamW / Muon / Mousse, ms per step (one core):")
+    optim_rows = _on_one_core(optim_throughput, quick)
     peer = None
     if bench_torch.available():
         print(f"\nPyTorch peer (torch {bench_torch.torch.__version__}, {bench_torch.torch.get_num_threads()} threads), "
@@ -423,5 +458,5 @@ def main(quick: bool = False, peer_only: bool = False, where: bool = False, batc
     else:
         print("\n" + bench_torch.INSTALL_HINT)
     print(json.dumps({"ceiling_gflops": ceiling["gflops"], "rows": rows, "sweep": sweep, "batches": by_batch,
-                      "moe": moe_rows, "torch_peer": peer}))
+                      "moe": moe_rows, "optim": optim_rows, "torch_peer": peer}))
     return 0

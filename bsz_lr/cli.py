@@ -120,7 +120,8 @@ def _figures(args) -> int:
 
 def _bench(args) -> int:
     from .bench import main as bench_main
-    return bench_main(quick=args.quick, peer_only=args.peer, where=args.where, batches=args.batches, moe=args.moe)
+    return bench_main(quick=args.quick, peer_only=args.peer, where=args.where, batches=args.batches, moe=args.moe,
+                      optim=args.optim)
 
 
 def _info(args) -> int:
@@ -174,6 +175,7 @@ def main(argv=None) -> int:
     b.add_argument("--peer", action="store_true", help="only the PyTorch peer table (needs the `bench` extra)")
     b.add_argument("--batches", action="store_true", help="only tokens/s per batch size at the batch sweep's shapes")
     b.add_argument("--moe", action="store_true", help="only MoE tokens/s, ragged vs dense experts")
+    b.add_argument("--optim", action="store_true", help="only ms per step of AdamW / Muon / Mousse")
     b.add_argument("--where", action="store_true", help="where a step's time goes: its parts timed alone")
     b.set_defaults(fn=_bench)
 

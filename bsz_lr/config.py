@@ -46,6 +46,9 @@ FFN_KINDS = ("dense", "moe")
 MOE_IMPLS = ("ragged", "dense")
 TOKENIZERS = ("byte", "bpe")
 WD_MODES = ("coupled", "independent")
+OPTIMIZERS = ("adamw", "muon", "mousse")
+NS_DTYPES = ("bfloat16", "float32")
+MOUSSE_SIDES = ("both", "left", "right")
 # Parameter roles (named by model.param_roles; parametrization and optimizers act per role).
 ROLES = ("embedding", "head", "hidden", "out_proj", "router", "expert", "expert_out", "vector")
 MATRIX_ROLES = tuple(r for r in ROLES if r != "vector")
@@ -120,7 +123,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW (decoupled weight decay) with global-norm clipping.
+    """AdamW (decoupled weight decay) with global-norm clipping; or Muon / Mousse for the hidden and
+    expert matrices with AdamW for the rest (name, and the fields from `momentum` on).
 
     wd_mode: how the decay scales with the per-role LR multipliers of the parameterization
       "coupled"      the decay step is lr * lr_mult * weight_decay * param (AdamW as in torch/optax:
@@ -132,7 +136,7 @@ class OptimConfig:
     (embeddings and the head included), never the norm gains ("vector").
     """
 
-    name: str = "adamw"
+    name: str = "adamw"         # adamw | muon | mousse (see below)
     lr: float = 3e-3            # peak learning rate
     b1: float = 0.9
     b2: float = 0.95
@@ -141,10 +145,42 @@ class OptimConfig:
     clip_norm: float = 1.0      # 0 disables clipping
     wd_mode: str = "coupled"
     decay_roles: tuple[str, ...] = MATRIX_ROLES
+    # Muon / Mousse (name != "adamw"): the hidden and expert matrices (roles in optim.MATRIX_OPT_ROLES)
+    # take the orthogonalised update with heavy-ball momentum, sqrt(fan_out / fan_in) and decoupled
+    # matrix_weight_decay, at lr; embeddings, head, router and norm gains take the AdamW above at
+    # lr * adam_lr_ratio (weight_decay, decay_roles).  clip_norm clips the whole gradient first.
+    momentum: float = 0.95
+    nesterov: bool = False      # Mousse's reference uses heavy-ball; optax.contrib.muon defaults to True
+    matrix_weight_decay: float = 0.01
+    adam_lr_ratio: float = 1.0
+    ns_steps: int = 5           # Newton-Schulz iterations (0: none)
+    ns_dtype: str = "bfloat16"
+    mousse_alpha: float = 0.125     # whitening exponent (0: Muon)
+    mousse_beta: float = 0.95       # EMA of the Shampoo factors
+    mousse_eps: float = 1e-5
+    mousse_refresh: int = 10        # eigendecompositions every this many steps (at 1, 1 + T, ...)
+    mousse_trace_norm: bool = True
+    mousse_graft: bool = True
+    mousse_sides: str = "both"      # both | left | right
 
     def __post_init__(self):
         p = "optim."
-        _check(self.name == "adamw", p + "name", f"only 'adamw' is implemented, got {self.name!r}")
+        _check(self.name in OPTIMIZERS, p + "name", f"must be one of {OPTIMIZERS}, got {self.name!r}")
+        _check(0 <= self.momentum < 1, p + "momentum", f"must be in [0, 1), got {self.momentum}")
+        _check(self.matrix_weight_decay >= 0 and _finite(self.matrix_weight_decay), p + "matrix_weight_decay",
+               f"must be >= 0, got {self.matrix_weight_decay}")
+        _check(self.adam_lr_ratio > 0 and _finite(self.adam_lr_ratio), p + "adam_lr_ratio",
+               f"must be positive, got {self.adam_lr_ratio}")
+        _check(self.ns_steps >= 0, p + "ns_steps", f"must be >= 0, got {self.ns_steps}")
+        _check(self.ns_dtype in NS_DTYPES, p + "ns_dtype", f"must be one of {NS_DTYPES}, got {self.ns_dtype!r}")
+        _check(_finite(self.mousse_alpha) and 0 <= self.mousse_alpha <= 0.5, p + "mousse_alpha",
+               f"must be in [0, 0.5], got {self.mousse_alpha}")
+        _check(0 <= self.mousse_beta <= 1, p + "mousse_beta", f"must be in [0, 1], got {self.mousse_beta}")
+        _check(self.mousse_eps > 0 and _finite(self.mousse_eps), p + "mousse_eps",
+               f"must be positive, got {self.mousse_eps}")
+        _check(self.mousse_refresh >= 1, p + "mousse_refresh", f"must be >= 1, got {self.mousse_refresh}")
+        _check(self.mousse_sides in MOUSSE_SIDES, p + "mousse_sides",
+               f"must be one of {MOUSSE_SIDES}, got {self.mousse_sides!r}")
         _check(self.lr > 0 and _finite(self.lr), p + "lr", f"must be positive, got {self.lr}")
         _check(0 <= self.b1 < 1, p + "b1", f"must be in [0, 1), got {self.b1}")
         _check(0 <= self.b2 < 1, p + "b2", f"must be in [0, 1), got {self.b2}")
@@ -520,6 +556,19 @@ ADDED_FIELDS: dict[str, object] = {
     "train.eval_points": 0,
     "train.microbatches": 1,
     "schedule.batch_lr_scaling": "none",
+    "optim.momentum": 0.95,
+    "optim.nesterov": False,
+    "optim.matrix_weight_decay": 0.01,
+    "optim.adam_lr_ratio": 1.0,
+    "optim.ns_steps": 5,
+    "optim.ns_dtype": "bfloat16",
+    "optim.mousse_alpha": 0.125,
+    "optim.mousse_beta": 0.95,
+    "optim.mousse_eps": 1e-5,
+    "optim.mousse_refresh": 10,
+    "optim.mousse_trace_norm": True,
+    "optim.mousse_graft": True,
+    "optim.mousse_sides": "both",
 }
 
 # Behaviour changes that alter the numbers of some configs without a field changing: (name, applies).

@@ -263,13 +263,16 @@ def test_config_hash_stable():
     assert out.stdout.strip() == h
 
 
-# One valid non-default value for every field (optim.name has only one legal value).
+# One valid non-default value for every field.
 ALTERNATES = {
     "model": dict(vocab_size=512, d_model=128, n_layers=3, n_heads=8, d_ff=128, qk_norm=True,
                   rope_base=5e5, init_std=0.01, ffn="moe", n_experts=4, top_k=1, d_expert=32,
                   shared_expert=True, moe_aux_coef=0.02, moe_z_coef=1e-3, moe_impl="dense"),
-    "optim": dict(lr=1e-3, b1=0.8, b2=0.99, eps=1e-6, weight_decay=0.0, clip_norm=0.5, wd_mode="independent",
-                  decay_roles=("hidden",)),
+    "optim": dict(name="mousse", lr=1e-3, b1=0.8, b2=0.99, eps=1e-6, weight_decay=0.0, clip_norm=0.5,
+                  wd_mode="independent", decay_roles=("hidden",), momentum=0.9, nesterov=True,
+                  matrix_weight_decay=0.0, adam_lr_ratio=0.3, ns_steps=3, ns_dtype="float32", mousse_alpha=0.25,
+                  mousse_beta=0.99, mousse_eps=1e-6, mousse_refresh=5, mousse_trace_norm=False, mousse_graft=False,
+                  mousse_sides="left"),
     "schedule": dict(kind="cosine", warmup_steps=10, warmup_tokens=1000, decay_fraction=0.5,
                      decay_shape="cosine", final_lr_fraction=0.1, decay_start_tokens=5000,
                      batch_lr_scaling="sqrt"),
@@ -279,8 +282,8 @@ ALTERNATES = {
                   log_every=5, checkpoint_every=100, keep_checkpoints=3, diverge_factor=2.0,
                   save_at_tokens=(500, 1000), eval_points=5, microbatches=2),
 }
-# optim.name has one legal value; a branch's init_from and init_tokens are only valid together.
-UNCHANGEABLE = {("optim", "name"), ("train", "init_from"), ("train", "init_tokens")}
+# A branch's init_from and init_tokens are only valid together.
+UNCHANGEABLE = {("train", "init_from"), ("train", "init_tokens")}
 
 
 def test_branch_fields_go_together_and_change_the_hash():

@@ -232,3 +232,44 @@ def test_parametrization_sp():
     roles = {"a": "vector", "b": "hidden", "c": "router", "d": "embedding"}
     assert pz.wd_multipliers(roles, cfg) == {"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0}
     assert pz.lr_multipliers(roles, cfg) == {"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0}
+
+
+# --- Muon / Mousse routing (optim.name): matrices orthogonalised, everything else AdamW --------------
+
+@pytest.mark.parametrize("name", ["muon", "mousse"])
+def test_matrix_optimizers_route_by_role(name):
+    from bsz_lr.mousse import newton_schulz
+    shapes = _shapes(MOE)
+    params = _random_tree(shapes, 0, 0.1)
+    g = _with_global_norm(_random_tree(shapes, 3), 0.5)            # below the clip: raw gradient
+    roles = param_roles(params)
+    ratio = 0.25
+    cfg = OptimConfig(name=name, lr=2e-2, adam_lr_ratio=ratio, weight_decay=0.1, matrix_weight_decay=0.01,
+                      ns_dtype="float32", mousse_alpha=0.0)        # alpha 0: Mousse's direction is Muon's
+    adam = OptimConfig(lr=2e-2, weight_decay=0.1)
+    opt, ref = build_optimizer(cfg, params, MOE), build_optimizer(adam, params, MOE)
+    u, state = jax.jit(opt.update)(g, opt.init(params), params)
+    ua, _ = jax.jit(ref.update)(g, ref.init(params), params)
+    seen = set()
+    for (path, r), x, y, gi, p in zip(jax.tree_util.tree_flatten_with_path(roles)[0], jax.tree.leaves(u),
+                                      jax.tree.leaves(ua), jax.tree.leaves(g), jax.tree.leaves(params)):
+        seen.add(r)
+        if r in ("hidden", "out_proj", "expert", "expert_out"):
+            fan = (gi.shape[-1] / gi.shape[-2]) ** 0.5
+            want = -2e-2 * (fan * np.asarray(newton_schulz(gi, dtype=jnp.float32)) + 0.01 * np.asarray(p))
+            np.testing.assert_allclose(np.asarray(x), want, atol=2e-6, err_msg=str(path))
+        else:                                                       # AdamW at lr * ratio
+            np.testing.assert_allclose(np.asarray(x), ratio * np.asarray(y), rtol=1e-5, atol=1e-9,
+                                       err_msg=str(path))
+    assert {"expert", "router", "embedding", "head", "vector", "hidden"} <= seen
+    s2 = set_lr(state, jnp.float32(1e-3))                          # the trainer's LR injection works
+    assert float(get_lr(s2)) == pytest.approx(1e-3)
+
+
+def test_matrix_optimizer_options_are_validated():
+    from bsz_lr.config import ConfigError
+    for kw, msg in [({"name": "sgd"}, "optim.name: must be one of"), ({"mousse_sides": "up"}, "mousse_sides"),
+                    ({"mousse_refresh": 0}, "mousse_refresh"), ({"ns_dtype": "fp8"}, "ns_dtype"),
+                    ({"adam_lr_ratio": 0.0}, "adam_lr_ratio"), ({"momentum": 1.0}, "optim.momentum")]:
+        with pytest.raises(ConfigError, match=msg):
+            OptimConfig(**kw)

@@ -19,7 +19,8 @@ from bsz_lr.store import load_runs, run_state
 from bsz_lr.sweep import load_experiment, plan_runs, run_sweep
 
 REPO = Path(__file__).resolve().parent.parent
-COMMITTED = [("tiny_lm", "cpu"), ("wsd_branches", "cpu"), ("lr_ladder", "cpu"), ("lr_heldout", "cpu")]
+COMMITTED = [("tiny_lm", "cpu"), ("wsd_branches", "cpu"), ("lr_ladder", "cpu"), ("lr_heldout", "cpu"),
+             ("mousse_lr", "cpu"), ("mousse_compare", "cpu"), ("mousse_ablations", "cpu")]
 
 
 @pytest.fixture

@@ -323,3 +323,17 @@ def test_sqrt_lr_rescaling_follows_the_batch_stages(tiny_cfg):
     assert np.allclose(lrs[:switch], 1e-3) and np.allclose(lrs[switch:], 2e-3)
     plain = plan(apply_overrides(cfg, {"schedule.batch_lr_scaling": "none"}))
     assert np.allclose(plain.lrs(0, plain.total_steps), 1e-3)
+
+
+@pytest.mark.parametrize("name, sides", [("muon", "both"), ("mousse", "both"), ("mousse", "left")])
+def test_matrix_optimizer_state_checkpoints_and_resumes_exactly(tiny_cfg, tmp_path, name, sides):
+    # refresh every 7 steps: the eigenbases restored at step 20 are the ones from step 15
+    cfg = apply_overrides(tiny_cfg, {"optim.name": name, "optim.lr": 2e-2, "optim.adam_lr_ratio": 0.2,
+                                     "optim.mousse_refresh": 7, "optim.mousse_sides": sides})
+    train(cfg, tmp_path / "full", progress=False)
+    st = train(cfg, tmp_path / "cut", progress=False, stop_after=30)
+    assert st["status"] == "running"
+    st = train(cfg, tmp_path / "cut", progress=False)
+    assert st["status"] == "completed" and np.isfinite(st["final_val_loss"])
+    assert rows(tmp_path / "cut") == rows(tmp_path / "full")
+    assert st["final_val_loss"] < np.log(256) - 1.0                 # it learns
