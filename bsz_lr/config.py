@@ -47,6 +47,8 @@ MOE_IMPLS = ("ragged", "dense")
 TOKENIZERS = ("byte", "bpe")
 WD_MODES = ("coupled", "independent")
 OPTIMIZERS = ("adamw", "muon", "mousse")
+PARAMETRIZATIONS = ("sp", "mup")
+MUP_READOUTS = ("mult", "zero")
 NS_DTYPES = ("bfloat16", "float32")
 MOUSSE_SIDES = ("both", "left", "right")
 # Parameter roles (named by model.param_roles; parametrization and optimizers act per role).
@@ -79,6 +81,14 @@ class ModelConfig:
     moe_aux_coef: float = 0.01  # load-balance loss weight
     moe_z_coef: float = 0.0     # router z-loss weight
     moe_impl: str = "ragged"    # ragged: sorted tokens + lax.ragged_dot; dense: every expert on every token
+    # Parameterization (see parametrization.py): muP in width relative to base_d_model, residual
+    # branches x (n_layers / base_n_layers)^-depth_alpha with the matching hidden-LR correction.
+    parametrization: str = "sp"     # sp | mup
+    base_d_model: int = 0           # muP's base width (0: this width, m = 1)
+    base_d_head: int = 0            # muP's base head dim for the 1/d_head attention (0: this d_head)
+    mup_readout: str = "mult"       # mult: head / router logits x 1/m; zero: zero init, LR / m
+    depth_alpha: float = 0.0        # 0: no depth scaling; 0.5 Depth-muP; 1 CompleteP
+    base_n_layers: int = 0          # the depth the multipliers are 1 at (0: this depth)
 
     def __post_init__(self):
         p = "model."
@@ -101,6 +111,15 @@ class ModelConfig:
             _check(0 < self.top_k <= self.n_experts, p + "top_k",
                    f"top_k={self.top_k} must be in [1, n_experts={self.n_experts}]")
             _check(self.d_expert >= 0, p + "d_expert", f"must be >= 0, got {self.d_expert}")
+        _check(self.parametrization in PARAMETRIZATIONS, p + "parametrization",
+               f"must be one of {PARAMETRIZATIONS}, got {self.parametrization!r}")
+        _check(self.mup_readout in MUP_READOUTS, p + "mup_readout",
+               f"must be one of {MUP_READOUTS}, got {self.mup_readout!r}")
+        _check(self.base_d_model >= 0, p + "base_d_model", f"must be >= 0, got {self.base_d_model}")
+        _check(self.base_d_head >= 0, p + "base_d_head", f"must be >= 0, got {self.base_d_head}")
+        _check(_finite(self.depth_alpha) and 0 <= self.depth_alpha <= 1, p + "depth_alpha",
+               f"must be in [0, 1], got {self.depth_alpha}")
+        _check(self.base_n_layers >= 0, p + "base_n_layers", f"must be >= 0, got {self.base_n_layers}")
         _check(self.moe_aux_coef >= 0 and _finite(self.moe_aux_coef), p + "moe_aux_coef",
                f"must be >= 0 and finite, got {self.moe_aux_coef}")
         _check(self.moe_z_coef >= 0 and _finite(self.moe_z_coef), p + "moe_z_coef",
@@ -569,6 +588,12 @@ ADDED_FIELDS: dict[str, object] = {
     "optim.mousse_trace_norm": True,
     "optim.mousse_graft": True,
     "optim.mousse_sides": "both",
+    "model.parametrization": "sp",
+    "model.base_d_model": 0,
+    "model.base_d_head": 0,
+    "model.mup_readout": "mult",
+    "model.depth_alpha": 0.0,
+    "model.base_n_layers": 0,
 }
 
 # Behaviour changes that alter the numbers of some configs without a field changing: (name, applies).

@@ -203,3 +203,4 @@ def build_all(root: Path, out: Path, only=None, profile: str | None = None) -> d
 from . import figures_bsz  # noqa: E402,F401  (registers the batch-size paper's figures)
 from . import figures_lr  # noqa: E402,F401  (registers the LR paper's Fitting figures)
 from . import figures_mousse  # noqa: E402,F401  (registers the Mousse paper's figures)
+from . import figures_mup  # noqa: E402,F401  (registers the LR paper's Transfer figures)

@@ -16,7 +16,6 @@ train step, lax.scan, orbax checkpoints and per-parameter optimizer multipliers
 from __future__ import annotations
 
 import functools
-import math
 
 import flax.linen as nn
 import jax
@@ -112,7 +111,7 @@ class Attention(nn.Module):
             q_BxTxHxK = RMSNorm(name="q_norm")(q_BxTxHxK)
             k_BxTxHxK = RMSNorm(name="k_norm")(k_BxTxHxK)
         q_BxTxHxK, k_BxTxHxK = rope(q_BxTxHxK, c.rope_base), rope(k_BxTxHxK, c.rope_base)
-        y_BxTxHxK = causal_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, 1.0 / math.sqrt(K))
+        y_BxTxHxK = causal_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, pz.attn_scale(c))
         return dense("o", "out_proj")(y_BxTxHxK.reshape(B, T, c.d_model))
 
 
@@ -143,6 +142,8 @@ class MoE(nn.Module):
         N = x_NxD.shape[0]
         logits_NxE = nn.Dense(E, use_bias=False, kernel_init=_normal(c, "router"),
                               name="router")(x_NxD).astype(jnp.float32)
+        if pz.router_mult(c) != 1.0:
+            logits_NxE = logits_NxE * pz.router_mult(c)
         probs_NxE = jax.nn.softmax(logits_NxE, axis=-1)
         top_NxK, idx_NxK = jax.lax.top_k(probs_NxE, k)
         # k = 1: renormalising would make every gate 1 and cut the router off from the loss.
@@ -188,13 +189,19 @@ class Block(nn.Module):
     @nn.compact
     def __call__(self, x_BxTxD):
         c = self.cfg
-        x_BxTxD = x_BxTxD + Attention(c, name="attn")(RMSNorm(name="norm_attn")(x_BxTxD))
+        mult = pz.branch_mult(c)
+        a_BxTxD = Attention(c, name="attn")(RMSNorm(name="norm_attn")(x_BxTxD))
+        self.sow("intermediates", "attn_out", a_BxTxD)
+        x_BxTxD = x_BxTxD + (a_BxTxD * mult if mult != 1.0 else a_BxTxD)
         h_BxTxD = RMSNorm(name="norm_ffn")(x_BxTxD)
         if c.ffn == "moe":
             y_BxTxD, aux = MoE(c, name="moe")(h_BxTxD)
         else:
             y_BxTxD, aux = SwiGLU(c, c.ffn_width, name="mlp")(h_BxTxD), None
-        return x_BxTxD + y_BxTxD, aux
+        self.sow("intermediates", "ffn_out", y_BxTxD)
+        out_BxTxD = x_BxTxD + (y_BxTxD * mult if mult != 1.0 else y_BxTxD)
+        self.sow("intermediates", "residual", out_BxTxD)
+        return out_BxTxD, aux
 
 
 class Transformer(nn.Module):
@@ -205,6 +212,7 @@ class Transformer(nn.Module):
         c = self.cfg
         x_BxTxD = nn.Embed(c.vocab_size, c.d_model, embedding_init=_normal(c, "embedding"),
                            name="embed")(tokens_BxT)
+        self.sow("intermediates", "embed_out", x_BxTxD)
         auxes = []
         for i in range(c.n_layers):
             x_BxTxD, aux = Block(c, name=f"block_{i}")(x_BxTxD)
@@ -212,6 +220,9 @@ class Transformer(nn.Module):
         x_BxTxD = RMSNorm(name="norm_f")(x_BxTxD)
         logits_BxTxV = nn.Dense(c.vocab_size, use_bias=False, kernel_init=_normal(c, "head"),
                                 name="head")(x_BxTxD).astype(jnp.float32)
+        if pz.logit_mult(c) != 1.0:
+            logits_BxTxV = logits_BxTxV * pz.logit_mult(c)
+        self.sow("intermediates", "logits", logits_BxTxV)
         if c.ffn == "moe":
             aux = {"lb_loss": jnp.mean(jnp.stack([a["lb_loss"] for a in auxes])),
                    "z_loss": jnp.mean(jnp.stack([a["z_loss"] for a in auxes])),

@@ -58,7 +58,7 @@ def build_optimizer(cfg: OptimConfig, params, model_cfg: ModelConfig) -> optax.G
     lr_mult = pz.lr_multipliers(roles, model_cfg)
     decays = set(cfg.decay_roles)
     wd = jax.tree.map(lambda r, m: cfg.weight_decay * m if r in decays else 0.0,
-                      roles, pz.wd_multipliers(roles, model_cfg))
+                      roles, pz.wd_multipliers(roles, model_cfg, cfg.wd_mode))
     decay, mult = add_decayed_weights_tree(wd), scale_by_tree(lr_mult)
     if cfg.name != "adamw":
         return _matrix_optimizer(cfg, roles, wd, mult)

@@ -154,7 +154,7 @@ WD_MULT = {"embedding": 0.0, "head": 1.0, "hidden": 3.0, "out_proj": 1.0, "vecto
 def _patched(monkeypatch, cfg: OptimConfig):
     """The optimizer under a parametrization whose LR / WD multipliers are not 1 (as muP's are not)."""
     monkeypatch.setattr(pz, "lr_multipliers", lambda roles, c: jax.tree.map(LR_MULT.get, roles))
-    monkeypatch.setattr(pz, "wd_multipliers", lambda roles, c: jax.tree.map(WD_MULT.get, roles))
+    monkeypatch.setattr(pz, "wd_multipliers", lambda roles, c, mode="coupled": jax.tree.map(WD_MULT.get, roles))
     params = _random_tree(_shapes(NANO), 0, 0.1)
     return params, build_optimizer(cfg, params, NANO), param_roles(params)
 

@@ -20,7 +20,7 @@ from bsz_lr.sweep import load_experiment, plan_runs, run_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = [("tiny_lm", "cpu"), ("wsd_branches", "cpu"), ("lr_ladder", "cpu"), ("lr_heldout", "cpu"),
-             ("mousse_lr", "cpu"), ("mousse_compare", "cpu"), ("mousse_ablations", "cpu")]
+             ("mousse_lr", "cpu"), ("mousse_compare", "cpu"), ("mousse_ablations", "cpu"), ("mup_width", "cpu")]
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_the_hash_of_the_default_config_is_pinned():
 
 
 @pytest.mark.parametrize("section, name, default", [
-    ("model", "parametrization", "sp"), ("optim", "grad_accum", 1), ("train", "log_grad_noise", False)])
+    ("model", "future_knob", "sp"), ("optim", "grad_accum", 1), ("train", "log_grad_noise", False)])
 def test_adding_a_field_keeps_every_stored_run_and_a_rerun_trains_nothing(monkeypatch, results, section, name,
                                                                           default):
     new_cfg = add_field(monkeypatch, section, name, default)
@@ -83,12 +83,12 @@ def test_adding_a_field_keeps_every_stored_run_and_a_rerun_trains_nothing(monkey
 
 
 def test_changing_a_default_later_gives_configs_that_use_it_a_new_identity(monkeypatch, results):
-    add_field(monkeypatch, "model", "parametrization", "mup", legacy="sp")
+    add_field(monkeypatch, "model", "future_knob", "mup", legacy="sp")
     exp = load_experiment("tiny_lm")
     spec, = plan_runs(exp, "cpu", results)
     assert run_state(spec.dir)[0] == "new"          # the new default is not what the stored run did ...
     stored, = load_runs(results, "tiny_lm", "cpu")  # ... which is still there, read with the legacy value
-    assert from_dict(stored["config"]).model.parametrization == "sp"
+    assert from_dict(stored["config"]).model.future_knob == "sp"
     assert config_hash(from_dict(stored["config"])) == stored["hash"]
 
 

@@ -1,0 +1,73 @@
+"""Figures of the LR paper's Transfer paradigm (muP; spec section 4, Fig. 3), from stored runs only."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+import numpy as np
+
+from .figures import figure
+from .laws import FitError, fit_lr_parabola
+
+__all__ = ["mup_width", "transfer_optima"]
+
+
+def transfer_optima(runs: list[dict], axis: str = "d_model") -> dict[str, dict[int, dict]]:
+    """{parametrization: {width: {"lrs", "losses", "eta_star", "how"}}}: per width the Eq. 2 vertex
+    through the LRs within 3x of the best ("parabola"), else the best measured LR ("best", with the
+    reason).  Diverged runs are +inf."""
+    by: dict = {}
+    for r in runs:
+        c, st = r["config"], r["status"]
+        if st.get("status") not in ("completed", "diverged"):
+            continue
+        L = st.get("final_val_loss")
+        L = math.inf if st.get("status") == "diverged" or L is None or not np.isfinite(L) else float(L)
+        by.setdefault(c["model"]["parametrization"], {}).setdefault(c["model"][axis], []).append((c["optim"]["lr"], L))
+    out: dict = {}
+    for par, widths in by.items():
+        for w, pts in sorted(widths.items()):
+            pts.sort()
+            lrs, L = [p[0] for p in pts], [p[1] for p in pts]
+            try:
+                p = fit_lr_parabola(lrs, L)
+                eta, how = p.eta_star, "parabola"
+            except FitError as e:
+                eta, how = lrs[int(np.argmin(L))], f"best measured ({e})"
+            out.setdefault(par, {})[w] = {"lrs": lrs, "losses": L, "eta_star": eta, "how": how}
+    return out
+
+
+@figure("mup_width", experiment="mup_width")
+def mup_width(runs: list[dict]):
+    """Final held-out loss vs peak LR per width, SP and muP side by side, optima starred."""
+    opt = transfer_optima(runs)
+    pars = [p for p in ("sp", "mup") if p in opt]
+    fig, axes = plt.subplots(1, max(1, len(pars)), figsize=(6.5 * max(1, len(pars)), 4.3), squeeze=False, sharey=True)
+    for ax, par in zip(axes[0], pars):
+        widths = sorted(opt[par])
+        cmap = plt.get_cmap("viridis")
+        for i, w in enumerate(widths):
+            o = opt[par][w]
+            c = cmap(i / max(1, len(widths) - 1))
+            L = np.array(o["losses"])
+            ok = np.isfinite(L)
+            ax.plot(np.array(o["lrs"])[ok], L[ok], "o-", color=c, label=f"d = {w}: eta* {o['eta_star']:.3g}")
+            best = np.nanmin(np.where(ok, L, np.nan))
+            ax.plot(o["eta_star"], best, "*", ms=14, color=c, mec="k", mew=0.5)
+        e = [opt[par][w]["eta_star"] for w in widths]
+        ax.set_title(f"{'muP (base width ' + str(widths[0]) + ')' if par == 'mup' else 'SP'}: "
+                     f"eta* moves x{e[-1] / e[0]:.2f} from d = {widths[0]} to {widths[-1]}", fontsize=9)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel("peak LR")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("final held-out loss (nats/byte)")
+    finite = [x for par in pars for w in opt[par] for x in opt[par][w]["losses"] if np.isfinite(x)]
+    if finite:
+        axes[0][0].set_ylim(min(finite) - 0.03, min(max(finite), min(finite) + 0.6))
+    fig.tight_layout()
+    return fig
