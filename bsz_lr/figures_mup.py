@@ -11,13 +11,17 @@ import numpy as np
 from .figures import figure
 from .laws import FitError, fit_lr_parabola
 
-__all__ = ["mup_width", "transfer_optima"]
+__all__ = ["mup_width", "mup_depth", "transfer_optima"]
 
 
-def transfer_optima(runs: list[dict], axis: str = "d_model") -> dict[str, dict[int, dict]]:
-    """{parametrization: {width: {"lrs", "losses", "eta_star", "how"}}}: per width the Eq. 2 vertex
-    through the LRs within 3x of the best ("parabola"), else the best measured LR ("best", with the
-    reason).  Diverged runs are +inf."""
+def _parametrization(cfg: dict) -> str:
+    return cfg["model"]["parametrization"]
+
+
+def transfer_optima(runs: list[dict], axis: str = "d_model", arm=_parametrization) -> dict[str, dict[int, dict]]:
+    """{arm: {model.<axis>: {"lrs", "losses", "eta_star", "how"}}} (arm: the parametrization by
+    default): per width (or depth) the Eq. 2 vertex through the LRs within 3x of the best
+    ("parabola"), else the best measured LR ("best", with the reason).  Diverged runs are +inf."""
     by: dict = {}
     for r in runs:
         c, st = r["config"], r["status"]
@@ -25,7 +29,7 @@ def transfer_optima(runs: list[dict], axis: str = "d_model") -> dict[str, dict[i
             continue
         L = st.get("final_val_loss")
         L = math.inf if st.get("status") == "diverged" or L is None or not np.isfinite(L) else float(L)
-        by.setdefault(c["model"]["parametrization"], {}).setdefault(c["model"][axis], []).append((c["optim"]["lr"], L))
+        by.setdefault(arm(c), {}).setdefault(c["model"][axis], []).append((c["optim"]["lr"], L))
     out: dict = {}
     for par, widths in by.items():
         for w, pts in sorted(widths.items()):
@@ -40,11 +44,26 @@ def transfer_optima(runs: list[dict], axis: str = "d_model") -> dict[str, dict[i
     return out
 
 
+def _depth_arm(cfg: dict) -> str:
+    a = cfg["model"].get("depth_alpha", 0.0)
+    return f"branches x (L / {cfg['model'].get('base_n_layers', 0)})^-{a:g}" if a else "SP (no depth scaling)"
+
+
 @figure("mup_width", experiment="mup_width")
 def mup_width(runs: list[dict]):
     """Final held-out loss vs peak LR per width, SP and muP side by side, optima starred."""
-    opt = transfer_optima(runs)
-    pars = [p for p in ("sp", "mup") if p in opt]
+    return _transfer_figure(transfer_optima(runs), "d", lambda par, w0: (
+        f"muP (base width {w0})" if par == "mup" else "SP"))
+
+
+@figure("mup_depth", experiment="mup_depth")
+def mup_depth(runs: list[dict]):
+    """Final held-out loss vs peak LR per depth, without and with depth scaling, optima starred."""
+    return _transfer_figure(transfer_optima(runs, axis="n_layers", arm=_depth_arm), "L", lambda par, w0: par)
+
+
+def _transfer_figure(opt: dict, sym: str, title):
+    pars = sorted(opt, key=lambda p: (p not in ("sp", "SP (no depth scaling)"), p))
     fig, axes = plt.subplots(1, max(1, len(pars)), figsize=(6.5 * max(1, len(pars)), 4.3), squeeze=False, sharey=True)
     for ax, par in zip(axes[0], pars):
         widths = sorted(opt[par])
@@ -54,12 +73,12 @@ def mup_width(runs: list[dict]):
             c = cmap(i / max(1, len(widths) - 1))
             L = np.array(o["losses"])
             ok = np.isfinite(L)
-            ax.plot(np.array(o["lrs"])[ok], L[ok], "o-", color=c, label=f"d = {w}: eta* {o['eta_star']:.3g}")
+            ax.plot(np.array(o["lrs"])[ok], L[ok], "o-", color=c, label=f"{sym} = {w}: eta* {o['eta_star']:.3g}")
             best = np.nanmin(np.where(ok, L, np.nan))
             ax.plot(o["eta_star"], best, "*", ms=14, color=c, mec="k", mew=0.5)
         e = [opt[par][w]["eta_star"] for w in widths]
-        ax.set_title(f"{'muP (base width ' + str(widths[0]) + ')' if par == 'mup' else 'SP'}: "
-                     f"eta* moves x{e[-1] / e[0]:.2f} from d = {widths[0]} to {widths[-1]}", fontsize=9)
+        ax.set_title(f"{title(par, widths[0])}: eta* moves x{e[-1] / e[0]:.2f} from {sym} = {widths[0]} "
+                     f"to {widths[-1]}", fontsize=9)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("peak LR")

@@ -22,8 +22,9 @@ where muP and SP coincide exactly):
 
 Depth (any parametrization), with depth multiplier r = n_layers / model.base_n_layers and
 alpha = model.depth_alpha (0: off; 1/2: Depth-muP; 1: CompleteP): every residual branch is
-multiplied by r^-alpha and the hidden-matrix Adam LR by r^(alpha - 1).  (CompleteP's Adam-eps
-correction is left to optim.eps.)
+multiplied by r^-alpha and the hidden-matrix Adam LR by r^(alpha - 1); the output projections
+keep the base depth's GPT-2 init 1/sqrt(2 L_base) (the branch multiplier replaces it).
+(CompleteP's Adam-eps correction is left to optim.eps.)
 
 Weight decay (optim.wd_mode): "coupled" decays by lr x lr_mult x wd x wd_mult, so muP multiplies
 the hidden matrices' wd by m (as microsoft/mup does) to keep eta x lambda per module fixed;
@@ -65,7 +66,10 @@ def init_std(cfg: ModelConfig, role: str) -> float:
     m = width_mult(cfg)
     std = cfg.init_std
     if role in ("out_proj", "expert_out"):
-        std = std / math.sqrt(2 * cfg.n_layers)
+        # GPT-2's 1/sqrt(2L); with depth scaling the branch multiplier does that job, so the init
+        # stays the base depth's
+        L = cfg.base_n_layers if (cfg.depth_alpha and cfg.base_n_layers) else cfg.n_layers
+        std = std / math.sqrt(2 * L)
     if role in HIDDEN_ROLES:
         return std / math.sqrt(m)
     if role in READOUT_ROLES and cfg.parametrization == "mup" and cfg.mup_readout == "zero":

@@ -76,6 +76,9 @@ def test_depth_rules(alpha, branch, lr):
     assert pz.branch_mult(c) == pytest.approx(branch)
     mult = pz.lr_multipliers({r: r for r in ROLES}, c)
     assert all(mult[r] == pytest.approx(lr) for r in pz.HIDDEN_ROLES) and mult["embedding"] == 1.0
+    # with depth scaling the output projections keep the base depth's init; without, GPT-2's 1/sqrt(2L)
+    L = 2 if alpha else 8
+    assert pz.init_std(c, "out_proj") == pytest.approx(c.init_std / math.sqrt(2 * L))
 
 
 def test_horizon_rule_and_bad_values():
@@ -89,16 +92,18 @@ def test_horizon_rule_and_bad_values():
             mc(**kw)
 
 
-def test_coordinate_check_is_flat_under_mup_and_drifts_under_sp():
+@pytest.mark.parametrize("ffn", ["dense", "moe"])
+def test_coordinate_check_is_flat_under_mup_and_drifts_under_sp(ffn):
     from bsz_lr.coord_check import coord_check
     from bsz_lr.data import load_corpus
     corpus = load_corpus(Config().data, 256)
     spread = {}
+    moe = {"model.ffn": "moe", "model.n_experts": 4, "model.top_k": 2, "model.moe_impl": "dense"} if ffn == "moe" else {}
     for par in ("sp", "mup"):
         res = [coord_check(apply_overrides(Config(), {
             "model.d_model": d, "model.n_heads": d // 16, "model.n_layers": 1, "model.parametrization": par,
             "model.base_d_model": 32, "data.seq_len": 16, "data.batch_size": 4, "optim.lr": 1e-2,
-            "optim.eps": 1e-12}), steps=3, corpus=corpus) for d in (32, 64, 128)]
+            "optim.eps": 1e-12, **moe}), steps=3, corpus=corpus) for d in (32, 64, 128)]
         assert set(res[0]) == {"embed_out", "logits", "block_0/attn_out", "block_0/ffn_out", "block_0/residual"}
         spread[par] = {k: max(r[k][-1] for r in res) / min(r[k][-1] for r in res) for k in res[0]}
     assert max(spread["mup"].values()) < 2.0                                # flat within 2x over 4x in width
@@ -128,3 +133,13 @@ def test_transfer_optima_and_the_width_figure():
     edge = transfer_optima(_runs("sp", lambda w: 1e-4))["sp"][32]             # below the grid
     assert edge["eta_star"] == 1e-3 and "grid edge" in edge["how"]
     plt.close(mup_width(runs))
+    from bsz_lr.figures_mup import mup_depth
+    deep = []
+    for r in runs:
+        r = {**r, "config": {**r["config"], "model": {**r["config"]["model"], "n_layers": r["config"]["model"]["d_model"] // 16,
+                                                       "depth_alpha": 0.5 if r["config"]["model"]["parametrization"] == "mup" else 0.0,
+                                                       "base_n_layers": 2}}}
+        deep.append(r)
+    by_depth = transfer_optima(deep, axis="n_layers", arm=lambda c: c["model"]["depth_alpha"])
+    assert sorted(by_depth) == [0.0, 0.5] and sorted(by_depth[0.5]) == [2, 4, 8]
+    plt.close(mup_depth(deep))
