@@ -303,6 +303,7 @@ class TrainConfig:
     seed: int = 0               # parameter-init seed
     scan_steps: int = 10        # optimizer steps per jitted call (lax.scan)
     microbatches: int = 1       # gradient accumulation over this many equal micro-batches per step
+    analysis: bool = False      # log the stability / feature-learning metrics (metrics.py, train.analysis)
     eval_every: int = 200       # steps; 0 -> only at the end
     eval_points: int = 0        # extra evaluations at this many log-spaced token counts (on the scan grid)
     eval_tokens: int = 65536    # held-out tokens per evaluation (a fixed prefix of the val split)
@@ -594,6 +595,7 @@ ADDED_FIELDS: dict[str, object] = {
     "model.mup_readout": "mult",
     "model.depth_alpha": 0.0,
     "model.base_n_layers": 0,
+    "train.analysis": False,
 }
 
 # Behaviour changes that alter the numbers of some configs without a field changing: (name, applies).

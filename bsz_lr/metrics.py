@@ -38,6 +38,7 @@ class StepOutputs(NamedTuple):
     params: Any          # parameters before the update
     lr: Any              # the step's learning rate
     micro_sq: Any = None  # train.microbatches > 1: mean over micro-batches of |g_micro|^2
+    clip_norm: float = 0.0  # optim.clip_norm (0: no clipping)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Metric:
     reduce: str = "mean"
     compute: Callable[[StepOutputs], Any] | None = None
     applies: Callable[[Any], bool] = lambda cfg: True   # cfg: the run's Config
+    probe: bool = False          # needs the forward pass's activation scalars (aux["act"])
 
     def __post_init__(self):
         assert self.kind in ("step", "eval", "host") and self.reduce in REDUCTIONS, self
@@ -63,10 +65,10 @@ def _register(m: Metric) -> Metric:
     return m
 
 
-def step_metric(name: str, doc: str, reduce: str = "mean", applies=lambda cfg: True):
+def step_metric(name: str, doc: str, reduce: str = "mean", applies=lambda cfg: True, probe: bool = False):
     """Register `fn(StepOutputs) -> scalar` as a per-step metric logged as `name`."""
     def register(fn):
-        _register(Metric(name, "step", doc, reduce, fn, applies))
+        _register(Metric(name, "step", doc, reduce, fn, applies, probe))
         return fn
     return register
 
@@ -117,6 +119,75 @@ def _grad_sq_micro(o: StepOutputs):
 def _grad_sq(o: StepOutputs):
     import optax
     return optax.tree.norm(o.grads, squared=True)
+
+
+# --- train.analysis: stability and feature-learning diagnostics (LR paper, spec section 3) -------------
+# Per parameter role (config.ROLES: the module groups muP treats alike) and of the forward pass.
+
+def _analysis(cfg) -> bool:
+    return bool(getattr(cfg.train, "analysis", False))
+
+
+def _role_present(role):
+    moe_only = role in ("router", "expert", "expert_out")
+    return lambda cfg: _analysis(cfg) and (cfg.model.ffn == "moe" or not moe_only)
+
+
+def _role_norm(tree_of, role):
+    def fn(o: StepOutputs):
+        import jax
+        import jax.numpy as jnp
+
+        from .model import param_roles
+        leaves = [x for x, r in zip(jax.tree.leaves(tree_of(o)), jax.tree.leaves(param_roles(o.params))) if r == role]
+        return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves))
+    return fn
+
+
+def _register_role_metrics():
+    from .config import ROLES
+    for role in ROLES:
+        w, g, u = _role_norm(lambda o: o.params, role), _role_norm(lambda o: o.grads, role), \
+            _role_norm(lambda o: o.updates, role)
+        _register(Metric(f"w_norm.{role}", "step", f"L2 norm of the {role} parameters (train.analysis)", "last",
+                         w, _role_present(role)))
+        _register(Metric(f"grad_norm.{role}", "step", f"L2 norm of the {role} gradients, before clipping "
+                         "(train.analysis)", "mean", g, _role_present(role)))
+        _register(Metric(f"update_rel.{role}", "step", f"relative update ||dW|| / ||W|| of the {role} "
+                         "parameters (train.analysis)", "mean",
+                         lambda o, u=u, w=w: u(o) / (w(o) + 1e-30), _role_present(role)))
+
+
+_register_role_metrics()
+
+for _key, _doc in [("attn_out", "RMS of the attention outputs, mean over layers"),
+                   ("ffn_out", "RMS of the FFN / MoE outputs, mean over layers"),
+                   ("residual", "RMS of the last block's residual stream"),
+                   ("logits", "RMS of the output logits"), ("logz", "mean log-partition log Z of the logits")]:
+    _register(Metric(f"act.{_key}", "step", _doc + " (train.analysis)", "mean",
+                     lambda o, k=_key: o.aux["act"][k], _analysis, True))
+
+
+@step_metric("router_entropy", "mean router entropy (nats) over tokens and layers (train.analysis)",
+             applies=lambda cfg: _analysis(cfg) and cfg.model.ffn == "moe", probe=True)
+def _router_entropy(o: StepOutputs):
+    return o.aux["act"]["router_entropy"]
+
+
+@step_metric("expert_load_cv", "coefficient of variation of the per-expert token load, mean over layers "
+             "(train.analysis)", applies=lambda cfg: _analysis(cfg) and cfg.model.ffn == "moe")
+def _expert_load_cv(o: StepOutputs):
+    import jax.numpy as jnp
+    load = o.aux["load"].astype(jnp.float32)                  # [layers, experts]
+    return jnp.mean(jnp.std(load, axis=-1) / jnp.maximum(jnp.mean(load, axis=-1), 1e-30))
+
+
+@step_metric("clip_frac", "fraction of the line's steps whose gradient norm exceeded optim.clip_norm "
+             "(train.analysis)", applies=_analysis)
+def _clip_frac(o: StepOutputs):
+    import jax.numpy as jnp
+    import optax
+    return jnp.where(o.clip_norm > 0, (optax.tree.norm(o.grads) > o.clip_norm).astype(jnp.float32), 0.0)
 
 
 def step_metrics(cfg) -> tuple[Metric, ...]:

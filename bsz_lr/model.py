@@ -25,7 +25,7 @@ import numpy as np
 from . import parametrization as pz
 from .config import ModelConfig
 
-__all__ = ["Transformer", "init_params", "param_roles", "param_counts", "rope"]
+__all__ = ["Transformer", "init_params", "param_roles", "param_counts", "rope", "activation_summary"]
 
 
 def _normal(cfg: ModelConfig, role: str):
@@ -145,6 +145,8 @@ class MoE(nn.Module):
         if pz.router_mult(c) != 1.0:
             logits_NxE = logits_NxE * pz.router_mult(c)
         probs_NxE = jax.nn.softmax(logits_NxE, axis=-1)
+        self.sow("intermediates", "router_entropy",
+                 -jnp.mean(jnp.sum(probs_NxE * jnp.log(jnp.maximum(probs_NxE, 1e-30)), axis=-1)))
         top_NxK, idx_NxK = jax.lax.top_k(probs_NxE, k)
         # k = 1: renormalising would make every gate 1 and cut the router off from the loss.
         gates_NxK = top_NxK if k == 1 else top_NxK / jnp.sum(top_NxK, axis=-1, keepdims=True)
@@ -241,6 +243,24 @@ def _jitted_init(cfg: ModelConfig):
 def init_params(cfg: ModelConfig, key) -> dict:
     """Parameters for `cfg` from PRNG `key` (jitted once per config: eager init compiles op by op)."""
     return _jitted_init(cfg)(key)
+
+
+def activation_summary(intermediates) -> dict:
+    """Scalars of the sown module outputs (train.analysis): RMS of the attention and FFN outputs
+    (mean over layers) and of the last residual stream, logit RMS and mean log Z, and for MoE the
+    router entropy (mean over layers)."""
+    rms = lambda x: jnp.sqrt(jnp.mean(jnp.square(x.astype(jnp.float32))))
+    blocks = sorted(k for k in intermediates if k.startswith("block_"))
+    layer = lambda name: [intermediates[b][name][0] for b in blocks if name in intermediates[b]]
+    logits = intermediates["logits"][0]
+    out = {"attn_out": jnp.mean(jnp.stack([rms(x) for x in layer("attn_out")])),
+           "ffn_out": jnp.mean(jnp.stack([rms(x) for x in layer("ffn_out")])),
+           "residual": rms(intermediates[blocks[-1]]["residual"][0]),
+           "logits": rms(logits), "logz": jnp.mean(jax.nn.logsumexp(logits, axis=-1))}
+    ent = [intermediates[b]["moe"]["router_entropy"][0] for b in blocks if "moe" in intermediates[b]]
+    if ent:
+        out["router_entropy"] = jnp.mean(jnp.stack(ent))
+    return out
 
 
 def param_roles(params) -> dict:

@@ -39,7 +39,7 @@ import optax
 from . import data as data_lib
 from . import metrics as metrics_lib
 from .config import Config, ConfigError, ModelConfig, OptimConfig, from_dict, replica_key
-from .model import Transformer, init_params, param_counts
+from .model import Transformer, activation_summary, init_params, param_counts
 from .optim import build_optimizer, set_lr
 from .schedules import BatchSchedule, lr_factor
 from .signals import StopRequest, maybe_inject_fault
@@ -87,9 +87,14 @@ def compile_counts() -> collections.Counter:
 # ---------------------------------------------------------------------------
 # Pure step functions.
 
-def loss_fn(model: Transformer, params, batch_BxT1):
-    """Mean next-token cross-entropy (nats/token) plus the MoE auxiliary terms."""
-    logits_BxTxV, aux = model.apply({"params": params}, batch_BxT1[:, :-1])
+def loss_fn(model: Transformer, params, batch_BxT1, probe: bool = False):
+    """Mean next-token cross-entropy (nats/token) plus the MoE auxiliary terms.
+    probe: also aux["act"], the activation scalars of train.analysis (model.activation_summary)."""
+    if probe:
+        (logits_BxTxV, aux), st = model.apply({"params": params}, batch_BxT1[:, :-1], mutable=["intermediates"])
+        aux = {**aux, "act": activation_summary(st["intermediates"])}
+    else:
+        logits_BxTxV, aux = model.apply({"params": params}, batch_BxT1[:, :-1])
     ce = optax.softmax_cross_entropy_with_integer_labels(logits_BxTxV, batch_BxT1[:, 1:]).mean()
     c = model.cfg
     total = ce + c.moe_aux_coef * aux["lb_loss"] + c.moe_z_coef * aux["z_loss"]
@@ -103,7 +108,7 @@ class StepFns(NamedTuple):
     raw_chunk: Callable | None  # train_chunk before jit (for vmap)
 
 
-def grads_fn(model: Transformer, microbatches: int = 1):
+def grads_fn(model: Transformer, microbatches: int = 1, probe: bool = False):
     """(params, batch_BxT1) -> ((loss, (ce, aux)), grads, micro_sq).
 
     microbatches M > 1: the batch is split into M equal micro-batches whose gradients are
@@ -111,7 +116,7 @@ def grads_fn(model: Transformer, microbatches: int = 1):
     model; MoE balance terms are per micro-batch), so a batch that does not fit in memory still
     trains.  micro_sq is the mean over micro-batches of |g_micro|^2, which with |g|^2 of the mean
     gives McCandlish's two-batch noise-scale estimate at no extra FLOPs (None when M = 1)."""
-    vg = jax.value_and_grad(functools.partial(loss_fn, model), has_aux=True)
+    vg = jax.value_and_grad(functools.partial(loss_fn, model, probe=probe), has_aux=True)
     if microbatches == 1:
         return lambda params, batch_BxT1: (*vg(params, batch_BxT1), None)
 
@@ -146,7 +151,7 @@ def compiled_fns(model_cfg: ModelConfig, optim_cfg: OptimConfig, metric_names: t
     optimizer = build_optimizer(optim_cfg, abstract, model_cfg)
     opt_init = jax.jit(optimizer.init)
     step_metrics = [metrics_lib.METRICS[n] for n in metric_names]
-    grads_of = grads_fn(model, microbatches)
+    grads_of = grads_fn(model, microbatches, probe=any(m.probe for m in step_metrics))
 
     def init_state(seed):
         params = init_params(model_cfg, jax.random.key(seed))
@@ -157,7 +162,7 @@ def compiled_fns(model_cfg: ModelConfig, optim_cfg: OptimConfig, metric_names: t
         (_, (ce, aux)), grads, micro_sq = grads_of(state.params, batch_BxT1)
         opt_state = set_lr(state.opt_state, lr)
         updates, opt_state = optimizer.update(grads, opt_state, state.params)
-        out = metrics_lib.StepOutputs(ce, aux, grads, updates, state.params, lr, micro_sq)
+        out = metrics_lib.StepOutputs(ce, aux, grads, updates, state.params, lr, micro_sq, optim_cfg.clip_norm)
         metrics = {m.name: m.compute(out) for m in step_metrics}
         params = optax.apply_updates(state.params, updates)
         return TrainState(state.step + 1, params, opt_state), metrics

@@ -281,7 +281,7 @@ ALTERNATES = {
                  batch_stages=((1000, 64),), val_tokens=1000, seed=1),
     "train": dict(tokens=1000, steps=5, seed=1, scan_steps=5, eval_every=100, eval_tokens=100,
                   log_every=5, checkpoint_every=100, keep_checkpoints=3, diverge_factor=2.0,
-                  save_at_tokens=(500, 1000), eval_points=5, microbatches=2),
+                  save_at_tokens=(500, 1000), eval_points=5, microbatches=2, analysis=True),
 }
 # A branch's init_from and init_tokens are only valid together.
 UNCHANGEABLE = {("train", "init_from"), ("train", "init_tokens")}

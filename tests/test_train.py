@@ -337,3 +337,26 @@ def test_matrix_optimizer_state_checkpoints_and_resumes_exactly(tiny_cfg, tmp_pa
     assert st["status"] == "completed" and np.isfinite(st["final_val_loss"])
     assert rows(tmp_path / "cut") == rows(tmp_path / "full")
     assert st["final_val_loss"] < np.log(256) - 1.0                 # it learns
+
+
+def test_analysis_metrics_are_logged_and_leave_the_numbers_alone(tiny_cfg, tmp_path):
+    moe = {"model.ffn": "moe", "model.n_experts": 4, "model.top_k": 2, "model.moe_impl": "dense"}
+    base = apply_overrides(tiny_cfg, moe)
+    on = apply_overrides(base, {"train.analysis": True})
+    train(base, tmp_path / "off", progress=False)
+    st = train(on, tmp_path / "on", progress=False)
+    assert st["status"] == "completed"
+    lines = [r for r in rows(tmp_path / "on") if "train_loss" in r]
+    want = {"w_norm.hidden", "grad_norm.expert", "update_rel.router", "update_rel.head", "act.attn_out",
+            "act.ffn_out", "act.residual", "act.logits", "act.logz", "router_entropy", "expert_load_cv", "clip_frac"}
+    assert want <= set(lines[0])
+    for r in lines:
+        assert all(np.isfinite(r[k]) for k in want)
+        assert 0 <= r["clip_frac"] <= 1 and 0 < r["router_entropy"] <= np.log(4) + 1e-6
+        assert 0 < r["update_rel.hidden"] < 1
+    assert lines[0]["act.logz"] == pytest.approx(np.log(256), abs=0.5)    # near-uniform early on
+    # the diagnostics do not change training (same losses to float rounding)
+    off = {r["step"]: r for r in rows(tmp_path / "off") if "train_loss" in r}
+    for r in lines:
+        assert r["train_loss"] == pytest.approx(off[r["step"]]["train_loss"], rel=1e-5)
+    assert "w_norm.router" not in [r for r in rows(tmp_path / "off") if "train_loss" in r][0]
