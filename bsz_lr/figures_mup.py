@@ -11,7 +11,7 @@ import numpy as np
 from .figures import figure
 from .laws import FitError, fit_lr_parabola
 
-__all__ = ["mup_width", "mup_depth", "transfer_optima"]
+__all__ = ["mup_width", "mup_depth", "mup_coord", "transfer_optima"]
 
 
 def _parametrization(cfg: dict) -> str:
@@ -90,3 +90,44 @@ def _transfer_figure(opt: dict, sym: str, title):
         axes[0][0].set_ylim(min(finite) - 0.03, min(max(finite), min(finite) + 0.6))
     fig.tight_layout()
     return fig
+
+
+COORD_KEYS = ("act.attn_out", "act.ffn_out", "act.residual", "act.logits", "update_rel.hidden")
+
+
+@figure("mup_coord", experiment="mup_coord")
+def mup_coord(runs: list[dict]):
+    """Coordinate check: each diagnostic vs width at steps 1, 5 and the last, SP vs muP, one row per
+    FFN kind (flat lines: the diagnostic does not depend on width)."""
+    ffns = sorted({r["config"]["model"]["ffn"] for r in runs})
+    fig, axes = plt.subplots(len(ffns), len(COORD_KEYS), figsize=(4 * len(COORD_KEYS), 3.4 * len(ffns)),
+                             squeeze=False)
+    for row, ffn in zip(axes, ffns):
+        for ax, key in zip(row, COORD_KEYS):
+            for par, color in (("sp", "C0"), ("mup", "C3")):
+                rs = sorted((r for r in runs if r["config"]["model"]["ffn"] == ffn
+                             and r["config"]["model"]["parametrization"] == par),
+                            key=lambda r: r["config"]["model"]["d_model"])
+                if not rs:
+                    continue
+                lines = [{x["step"]: x[key] for x in r["metrics"] if key in x} for r in rs]
+                last = min(max(ln) for ln in lines if ln) if all(lines) else 0
+                widths = [r["config"]["model"]["d_model"] for r in rs]
+                for step, alpha in ((1, 0.3), (5, 0.6), (last, 1.0)):
+                    ys = [ln.get(step, np.nan) for ln in lines]
+                    ax.plot(widths, ys, "o-", color=color, alpha=alpha, ms=4,
+                            label=f"{'muP' if par == 'mup' else 'SP'}, step {step}" if ffn == ffns[0] else None)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_title(f"{ffn}: {key}", fontsize=9)
+            ax.set_xlabel("width d_model")
+            ax.grid(alpha=0.3)
+    _legend_first(axes)
+    fig.tight_layout()
+    return fig
+
+
+def _legend_first(axes):
+    ax = axes[0][0]
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6)

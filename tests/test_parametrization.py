@@ -144,3 +144,16 @@ def test_transfer_optima_and_the_width_figure():
     by_depth = transfer_optima(deep, axis="n_layers", arm=lambda c: c["model"]["depth_alpha"])
     assert sorted(by_depth) == [0.0, 0.5] and sorted(by_depth[0.5]) == [2, 4, 8]
     plt.close(mup_depth(deep))
+
+
+def test_the_coordinate_check_figure_builds_from_runs():
+    import matplotlib.pyplot as plt
+
+    from bsz_lr.figures_mup import COORD_KEYS, mup_coord
+    runs = [{"hash": f"{p}{f}{d}", "config": {"model": {"ffn": f, "parametrization": p, "d_model": d}},
+             "status": {"status": "completed"},
+             "metrics": [{"step": s, **{k: 0.1 * s * (d if p == "sp" else 1) for k in COORD_KEYS}} for s in range(1, 21)]}
+            for p in ("sp", "mup") for f in ("dense", "moe") for d in (32, 64, 128)]
+    fig = mup_coord(runs)
+    assert len(fig.axes) == 2 * len(COORD_KEYS)
+    plt.close(fig)
