@@ -87,6 +87,7 @@ class ModelConfig:
     base_d_model: int = 0           # muP's base width (0: this width, m = 1)
     base_d_head: int = 0            # muP's base head dim for the 1/d_head attention (0: this d_head)
     mup_readout: str = "mult"       # mult: head / router logits x 1/m; zero: zero init, LR / m
+    mup_scale_wd: bool = True       # muP, optim.wd_mode=coupled: hidden WD x m (eta x lambda fixed)
     depth_alpha: float = 0.0        # 0: no depth scaling; 0.5 Depth-muP; 1 CompleteP
     base_n_layers: int = 0          # the depth the multipliers are 1 at (0: this depth)
 
@@ -593,6 +594,7 @@ ADDED_FIELDS: dict[str, object] = {
     "model.base_d_model": 0,
     "model.base_d_head": 0,
     "model.mup_readout": "mult",
+    "model.mup_scale_wd": True,
     "model.depth_alpha": 0.0,
     "model.base_n_layers": 0,
     "train.analysis": False,

@@ -11,17 +11,20 @@ import numpy as np
 from .figures import figure
 from .laws import FitError, fit_lr_parabola
 
-__all__ = ["mup_width", "mup_depth", "mup_coord", "transfer_optima"]
+__all__ = ["mup_width", "mup_depth", "mup_wd", "mup_coord", "transfer_optima"]
 
 
 def _parametrization(cfg: dict) -> str:
     return cfg["model"]["parametrization"]
 
 
-def transfer_optima(runs: list[dict], axis: str = "d_model", arm=_parametrization) -> dict[str, dict[int, dict]]:
+def transfer_optima(runs: list[dict], axis: str = "d_model", arm=_parametrization,
+                    x: str = "lr", band: float = 3.0) -> dict[str, dict[int, dict]]:
     """{arm: {model.<axis>: {"lrs", "losses", "eta_star", "how"}}} (arm: the parametrization by
     default): per width (or depth) the Eq. 2 vertex through the LRs within 3x of the best
-    ("parabola"), else the best measured LR ("best", with the reason).  Diverged runs are +inf."""
+    ("parabola"), else the best measured LR ("best", with the reason).  Diverged runs are +inf.
+    x: the optim field swept ("lr", or "weight_decay" for the WD transfer); band: Eq. 2's
+    near-optimal range (x3 grids need a little more than 3)."""
     by: dict = {}
     for r in runs:
         c, st = r["config"], r["status"]
@@ -29,14 +32,14 @@ def transfer_optima(runs: list[dict], axis: str = "d_model", arm=_parametrizatio
             continue
         L = st.get("final_val_loss")
         L = math.inf if st.get("status") == "diverged" or L is None or not np.isfinite(L) else float(L)
-        by.setdefault(arm(c), {}).setdefault(c["model"][axis], []).append((c["optim"]["lr"], L))
+        by.setdefault(arm(c), {}).setdefault(c["model"][axis], []).append((c["optim"][x], L))
     out: dict = {}
     for par, widths in by.items():
         for w, pts in sorted(widths.items()):
             pts.sort()
             lrs, L = [p[0] for p in pts], [p[1] for p in pts]
             try:
-                p = fit_lr_parabola(lrs, L)
+                p = fit_lr_parabola(lrs, L, band=band)
                 eta, how = p.eta_star, "parabola"
             except FitError as e:
                 eta, how = lrs[int(np.argmin(L))], f"best measured ({e})"
@@ -62,7 +65,21 @@ def mup_depth(runs: list[dict]):
     return _transfer_figure(transfer_optima(runs, axis="n_layers", arm=_depth_arm), "L", lambda par, w0: par)
 
 
-def _transfer_figure(opt: dict, sym: str, title):
+@figure("mup_wd", experiment="mup_wd")
+def mup_wd(runs: list[dict]):
+    """Final held-out loss vs weight decay per width under muP, with and without the WD rule."""
+    def arm(c):
+        return "muP, wd x m (eta x lambda fixed)" if c["model"].get("mup_scale_wd", True) else "muP, plain wd"
+    opt = transfer_optima(runs, arm=arm, x="weight_decay", band=3.5)     # the grid is ~x3 apart
+    rule, plain = opt.get("muP, wd x m (eta x lambda fixed)", {}), opt.get("muP, plain wd", {})
+    for w, o in rule.items():              # at the base width the two arms are the same runs
+        if w not in plain and w == min(rule):
+            plain[w] = o
+    return _transfer_figure({k: v for k, v in (("muP, wd x m (eta x lambda fixed)", rule), ("muP, plain wd", plain))
+                             if v}, "d", lambda par, w0: par, xlabel="weight decay (coupled)", what="wd*")
+
+
+def _transfer_figure(opt: dict, sym: str, title, xlabel: str = "peak LR", what: str = "eta*"):
     pars = sorted(opt, key=lambda p: (p not in ("sp", "SP (no depth scaling)"), p))
     fig, axes = plt.subplots(1, max(1, len(pars)), figsize=(6.5 * max(1, len(pars)), 4.3), squeeze=False, sharey=True)
     for ax, par in zip(axes[0], pars):
@@ -73,15 +90,15 @@ def _transfer_figure(opt: dict, sym: str, title):
             c = cmap(i / max(1, len(widths) - 1))
             L = np.array(o["losses"])
             ok = np.isfinite(L)
-            ax.plot(np.array(o["lrs"])[ok], L[ok], "o-", color=c, label=f"{sym} = {w}: eta* {o['eta_star']:.3g}")
+            ax.plot(np.array(o["lrs"])[ok], L[ok], "o-", color=c, label=f"{sym} = {w}: {what} {o['eta_star']:.3g}")
             best = np.nanmin(np.where(ok, L, np.nan))
             ax.plot(o["eta_star"], best, "*", ms=14, color=c, mec="k", mew=0.5)
         e = [opt[par][w]["eta_star"] for w in widths]
-        ax.set_title(f"{title(par, widths[0])}: eta* moves x{e[-1] / e[0]:.2f} from {sym} = {widths[0]} "
+        ax.set_title(f"{title(par, widths[0])}: {what} moves x{e[-1] / e[0]:.2f} from {sym} = {widths[0]} "
                      f"to {widths[-1]}", fontsize=9)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_xlabel("peak LR")
+        ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("final held-out loss (nats/byte)")

@@ -27,8 +27,9 @@ keep the base depth's GPT-2 init 1/sqrt(2 L_base) (the branch multiplier replace
 (CompleteP's Adam-eps correction is left to optim.eps.)
 
 Weight decay (optim.wd_mode): "coupled" decays by lr x lr_mult x wd x wd_mult, so muP multiplies
-the hidden matrices' wd by m (as microsoft/mup does) to keep eta x lambda per module fixed;
-"independent" decays by lr x wd x wd_mult, already fixed, so wd_mult = 1.
+the hidden matrices' wd by m (as microsoft/mup does) to keep eta x lambda per module fixed
+(model.mup_scale_wd=false: plain wd, the product then shrinks as 1/m); "independent" decays by
+lr x wd x wd_mult, already fixed, so wd_mult = 1.
 
 Token horizon: `horizon_lr(eta_proxy, D_proxy, D_target, beta)` = eta_proxy (D_target /
 D_proxy)^-beta, with beta fitted on the proxy (laws.lr.fit_lr_law's D exponent at fixed N).
@@ -93,7 +94,7 @@ def lr_multipliers(roles, cfg: ModelConfig):
 
 def wd_multipliers(roles, cfg: ModelConfig, wd_mode: str = "coupled"):
     """Per-parameter weight-decay multipliers (which roles decay is optim.decay_roles)."""
-    m = width_mult(cfg)
+    m = width_mult(cfg) if cfg.mup_scale_wd else 1.0
     return jax.tree.map(lambda r: m if (wd_mode == "coupled" and r in HIDDEN_ROLES) else 1.0, roles)
 
 

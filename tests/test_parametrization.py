@@ -56,6 +56,9 @@ def test_mup_width_rules(readout):
     wd = pz.wd_multipliers({r: r for r in ROLES}, c, "coupled")
     assert all(wd[r] == m for r in pz.HIDDEN_ROLES) and wd["head"] == wd["embedding"] == 1.0
     assert set(pz.wd_multipliers({r: r for r in ROLES}, c, "independent").values()) == {1.0}
+    import dataclasses
+    plain = dataclasses.replace(c, mup_scale_wd=False)
+    assert set(pz.wd_multipliers({r: r for r in ROLES}, plain, "coupled").values()) == {1.0}
 
 
 def test_mup_init_is_what_the_rules_say():
@@ -157,3 +160,22 @@ def test_the_coordinate_check_figure_builds_from_runs():
     fig = mup_coord(runs)
     assert len(fig.axes) == 2 * len(COORD_KEYS)
     plt.close(fig)
+
+
+def test_the_weight_decay_transfer_figure_builds():
+    import matplotlib.pyplot as plt
+
+    from bsz_lr.figures_mup import mup_wd, transfer_optima
+    runs = []
+    for rule in (True, False):
+        for w in ((32, 64, 128) if rule else (64, 128)):
+            for wd in (0.1, 0.3, 1.0, 3.0):
+                star = 0.3 if rule else 0.3 * w / 32
+                runs.append({"hash": f"{rule}{w}{wd}", "status": {"status": "completed",
+                             "final_val_loss": 2.0 + 0.05 * np.log(wd / star) ** 2},
+                             "config": {"model": {"parametrization": "mup", "d_model": w, "mup_scale_wd": rule},
+                                        "optim": {"lr": 4e-3, "weight_decay": wd}}})
+    opt = transfer_optima(runs, arm=lambda c: c["model"]["mup_scale_wd"], x="weight_decay", band=3.5)
+    assert all(o["eta_star"] == pytest.approx(0.3, rel=1e-6) for o in opt[True].values())
+    assert opt[False][64]["eta_star"] == pytest.approx(0.6, rel=1e-6)
+    plt.close(mup_wd(runs))

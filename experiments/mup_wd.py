@@ -1,0 +1,26 @@
+"""LR paper, Transfer paradigm (spec section 2): does the optimal weight decay transfer across width?
+
+muP with base width 32 at widths 32 / 64 / 128 (the `mup_width` setting), peak LR 4e-3 (muP's best
+grid LR there at d = 32 and 64), AdamW's decoupled weight decay in {0.1, 0.3, 1, 3} (coupled mode),
+with the muP rule (hidden matrices' wd x m, so lr x wd per module stays fixed) and without it
+(plain wd: the product shrinks as 1/m; at d = 32, m = 1, the two are the same runs, trained once).
+Fig. `mup_wd`.
+"""
+
+from pathlib import Path
+
+from bsz_lr.sweep import load_experiment
+
+WIDTH = load_experiment(str(Path(__file__).with_name("mup_width.py")))
+NAME = "mup_wd"
+SIZE_KEYS = ("model.d_model", "model.n_heads")
+WDS = [0.1, 0.3, 1.0, 3.0]
+BASE = {**WIDTH.base, "model.parametrization": "mup", "model.base_d_model": 32, "optim.lr": 4e-3}
+GRID = [{SIZE_KEYS: [(32, 2), (64, 4), (128, 8)], "optim.weight_decay": WDS},
+        {"model.mup_scale_wd": [False], SIZE_KEYS: [(64, 4), (128, 8)], "optim.weight_decay": WDS}]
+PROFILES = {
+    "smoke": {**{k: v for k, v in WIDTH.profiles["smoke"].items() if k != "grid"}, "model.base_d_model": 16,
+              "grid": [{"model.mup_scale_wd": [True, False], SIZE_KEYS: [(32, 2)], "optim.weight_decay": [0.1, 1.0]}]},
+    "cpu": {},
+}
+FIGURES = ["mup_wd"]
