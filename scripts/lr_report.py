@@ -14,7 +14,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bsz_lr.laws import FitError, LRLaw, LRParabola, fit_lr_law, fit_lr_parabola  # noqa: E402
+from bsz_lr.laws import FitError, LRLaw, LRParabola, fit_horizon, fit_lr_law, fit_lr_parabola  # noqa: E402
+from bsz_lr.parametrization import horizon_lr  # noqa: E402
 from bsz_lr.laws.lr_analysis import analyse_lr_ladder  # noqa: E402
 from bsz_lr.store import load_runs  # noqa: E402
 from bsz_lr.sweep import DependencyPending, load_experiment, plan_runs  # noqa: E402
@@ -131,6 +132,24 @@ def main():
             if at and isinstance(meas, LRParabola):
                 print(f"* loss gap at the predicted eta*: {at[0] - meas.L_min:+.4f} vs the parabola minimum, "
                       f"{at[0] - best:+.4f} vs the best measured ladder run")
+        # The token-horizon rule (Transfer paradigm): beta fitted on each size's 3 shorter horizons,
+        # the optimum at the longest D predicted from the 3rd; the loss cost read off Eq. 2's valley there.
+        print(f"\nHorizon rule (beta on D <= {a.Ds[-2]:,}, predicting eta* at {a.Ds[-1]:,}; loss cost from the Eq. 2 "
+              "parabola at the longest D):\n")
+        print("| N | beta [90% CI] | eta* at D_3 | predicted | measured | predicted / measured | uncorrected / measured | loss cost predicted / uncorrected |")
+        print("|---|---|---|---|---|---|---|---|")
+        for n in a.sizes:
+            pts = [(d, a.eq2[(n, d)].eta_star) for d in a.Ds[:-1] if isinstance(a.eq2[(n, d)], LRParabola)]
+            last = a.eq2[(n, a.Ds[-1])]
+            if len(pts) < 2 or not isinstance(last, LRParabola):
+                print(f"| {n:,} | no fit | | | | | | |")
+                continue
+            h = fit_horizon(*zip(*pts))
+            d3, e3 = pts[-1]
+            pred = horizon_lr(e3, d3, a.Ds[-1], h.beta)
+            print(f"| {n:,} | {h.beta:.2f} [{h.beta_ci[0]:.2f}, {h.beta_ci[1]:.2f}] | {e3:.3g} | {pred:.3g} | "
+                  f"{last.eta_star:.3g} | {pred / last.eta_star:.2f} | {e3 / last.eta_star:.2f} | "
+                  f"{last(pred) - last.L_min:+.4f} / {last(e3) - last.L_min:+.4f} |")
         print("\n| strategy | order | runs | FLOPs | vs full grid | eta* vs full grid's (median / max ratio over sizes, largest D) |")
         print("|---|---|---|---|---|---|")
         full = a.cost[0]["flops"]

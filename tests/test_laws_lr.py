@@ -79,3 +79,17 @@ def test_joint_law_degenerate_input():
         fit_lr_law([1, 2, 3, 4], [1e9] * 4, [1, 2, 3, 4])
     with pytest.raises(FitError, match="no finite runs"):
         band_points([1], [1], [1e-3], [np.nan])
+
+
+def test_horizon_exponent_and_rule():
+    from bsz_lr.laws import fit_horizon
+    from bsz_lr.parametrization import horizon_lr
+    D = np.array([1e5, 2e5, 4e5, 8e5])
+    h = fit_horizon(D, 3e-2 * D ** -0.35, n_boot=100)
+    assert h.beta == pytest.approx(0.35) and h.r2 == pytest.approx(1.0) and h.n == 4
+    assert h(1.6e6) == pytest.approx(horizon_lr(h(8e5), 8e5, 1.6e6, h.beta))
+    rng = np.random.default_rng(0)
+    noisy = fit_horizon(D, 3e-2 * D ** -0.35 * np.exp(rng.normal(0, 0.05, 4)), n_boot=500)
+    assert noisy.beta_ci[0] <= noisy.beta <= noisy.beta_ci[1]
+    with pytest.raises(FitError, match="2 distinct token counts"):
+        fit_horizon([1e5, 1e5], [1e-3, 2e-3])

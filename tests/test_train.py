@@ -107,8 +107,6 @@ def test_moe_model_trains_and_logs_balance_loss(tiny_cfg, tmp_path):
 
 
 def test_vmapped_replicas_match_separate_runs(tiny_cfg):
-    import dataclasses
-
     from bsz_lr.data import batch_at, load_corpus
     from bsz_lr.schedules import BatchSchedule
     from bsz_lr.train import step_fns

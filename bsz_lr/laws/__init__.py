@@ -15,11 +15,11 @@ lr_analysis  a stored LR ladder with decay branches end to end: Eq. 4 / 2 / 6, t
 from .batch import LossPowerLaw, b_simple, fit_loss_power_law
 from .ess import (ClassicalFit, RevisedFit, bootstrap, c1_pieces, classical_E, fit_classical, fit_revised,
                   loo_error)
-from .lr import LRLaw, LRParabola, band_points, fit_lr_law, fit_lr_parabola
+from .lr import HorizonFit, LRLaw, LRParabola, band_points, fit_horizon, fit_lr_law, fit_lr_parabola
 from .power import FitError, PowerLawFit, fit_power_law
 from .targets import Crossings, crossings, smooth_curve, target_levels
 
 __all__ = ["FitError", "PowerLawFit", "fit_power_law", "ClassicalFit", "RevisedFit", "classical_E",
            "fit_classical", "fit_revised", "c1_pieces", "bootstrap", "loo_error", "LossPowerLaw",
            "fit_loss_power_law", "b_simple", "Crossings", "crossings", "smooth_curve", "target_levels",
-           "LRParabola", "fit_lr_parabola", "LRLaw", "fit_lr_law", "band_points"]
+           "LRParabola", "fit_lr_parabola", "LRLaw", "fit_lr_law", "band_points", "HorizonFit", "fit_horizon"]

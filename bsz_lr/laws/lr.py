@@ -25,7 +25,7 @@ import numpy as np
 from .loglinear import ols_with_intervals
 from .power import FitError
 
-__all__ = ["LRParabola", "fit_lr_parabola", "LRLaw", "fit_lr_law", "band_points"]
+__all__ = ["LRParabola", "fit_lr_parabola", "LRLaw", "fit_lr_law", "band_points", "HorizonFit", "fit_horizon"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,3 +115,30 @@ def band_points(N, D, lrs, losses, rel: float = 0.0025):
     if not keep.any():
         raise FitError("band estimator: no finite runs")
     return N[keep], D[keep], lr[keep]
+
+
+@dataclasses.dataclass(frozen=True)
+class HorizonFit:
+    beta: float           # eta* ~ D^-beta at a fixed model (the token-horizon exponent)
+    c: float
+    r2: float
+    n: int
+    beta_ci: tuple = (np.nan, np.nan)
+
+    def __call__(self, D):
+        return self.c * np.asarray(D, float) ** -self.beta
+
+
+def fit_horizon(D, eta, n_boot: int = 1000, seed: int = 0, level: float = 0.9) -> HorizonFit:
+    """The horizon rule's exponent on a proxy: log eta* = log c - beta log D by least squares over
+    one model's optima at several token counts (parametrization.horizon_lr applies it)."""
+    D, eta = (np.asarray(v, float).ravel() for v in (D, eta))
+    if D.shape != eta.shape:
+        raise FitError(f"horizon: {D.size} token counts but {eta.size} optima")
+    ok = np.isfinite(D) & np.isfinite(eta) & (D > 0) & (eta > 0)
+    D, eta = D[ok], eta[ok]
+    if np.unique(D).size < 2:
+        raise FitError(f"horizon: need optima at >= 2 distinct token counts, got {np.unique(D).size}")
+    X = np.stack([np.ones_like(D), np.log(D)], 1)
+    coef, r2, ci = ols_with_intervals(X, np.log(eta), n_boot, seed, level)
+    return HorizonFit(float(-coef[1]), float(np.exp(coef[0])), r2, int(D.size), (-ci[1][1], -ci[1][0]))
