@@ -1,4 +1,4 @@
-"""Command line: `python -m bsz_lr {train,sweep,figures,bench,info} ...`.
+"""Command line: `python -m bsz_lr {train,sweep,prune,figures,bench,info} ...`.
 
 Config overrides are dotted `key=value` pairs resolved against the config
 dataclasses (`model.size=small optim.lr=3e-3 data.batch_stages='((1000000,64),)'`),
@@ -112,6 +112,23 @@ def _sweep(args) -> int:
     return rc
 
 
+def _prune(args) -> int:
+    from .sweep import load_experiment, prune_checkpoints
+    total = 0
+    for f in args.files:
+        exp = load_experiment(f)
+        profile = args.profile
+        if profile not in exp.profiles:
+            print(f"bsz_lr: experiment {exp.name}: no profile {profile}; skipped", file=sys.stderr)
+            continue
+        done = prune_checkpoints(exp, profile, Path(args.runs), dry_run=args.dry_run)
+        freed = sum(b for _, b in done)
+        total += freed
+        verb = "would free" if args.dry_run else "freed"
+        print(f"{exp.name}/{profile}: {len(done)} finished runs' checkpoints, {verb} {freed / 1e6:,.1f} MB")
+    return 0
+
+
 def _figures(args) -> int:
     from .figures import build_all
     build_all(Path(args.runs), Path(args.out), only=args.only, profile=args.profile)
@@ -162,6 +179,13 @@ def main(argv=None) -> int:
                    help="train up to this many runs differing only in LR / seed as one vmapped program")
     e.add_argument("--shard", default="0/1", help="i/n: run only this disjoint slice (e.g. a SLURM array task)")
     e.set_defaults(fn=_sweep)
+
+    pr = sub.add_parser("prune", help="delete the checkpoints of finished runs nothing needs (branches done)")
+    pr.add_argument("files", nargs="+", metavar="file")
+    pr.add_argument("--profile", default="cpu")
+    pr.add_argument("--runs", default="results")
+    pr.add_argument("--dry-run", action="store_true", help="list what would be deleted")
+    pr.set_defaults(fn=_prune)
 
     f = sub.add_parser("figures", help="rebuild figures from stored results (no training)")
     f.add_argument("--runs", default="results")

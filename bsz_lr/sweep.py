@@ -55,7 +55,7 @@ from .signals import EXIT_CODES, StopRequest
 from .store import (DONE, UNUSABLE, RunLock, checkpoint_steps, quarantine, read_status, run_state,
                     write_json_atomic)
 
-__all__ = ["Experiment", "Derived", "DependencyPending", "dependencies", "dependency_order", "load_experiment", "expand", "grid_points", "plan_runs", "RunSpec", "run_sweep", "worker_loop", "branch_configs", "shard",
+__all__ = ["Experiment", "Derived", "DependencyPending", "dependencies", "dependency_order", "load_experiment", "expand", "grid_points", "plan_runs", "RunSpec", "run_sweep", "worker_loop", "branch_configs", "shard", "prune_checkpoints",
            "group_units"]
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
@@ -561,6 +561,40 @@ def _run_workers(units, workers: int, pin: bool, progress: bool, sweep_id: str, 
         p.join()
     return [f"worker {i} exited with code {p.exitcode}" for i, p in enumerate(procs)
             if p.exitcode not in (0, None) and not stop.requested]
+
+
+def prune_checkpoints(exp: Experiment, profile: str, root: Path, *, dry_run: bool = False) -> list[tuple[Path, int]]:
+    """Delete the checkpoints of finished runs that nothing needs any more: a run that is completed
+    or diverged and, if it is a stable parent, whose planned decay branches are all finished too.
+    Metrics, config and status stay (the store needs nothing else).  Runs still to train, running,
+    interrupted or failed keep theirs (they resume from them); each run is locked while it is
+    pruned, so a concurrent runner never loses a checkpoint it is using.  A branch point added to
+    the experiment later cannot start from a pruned parent (the sweep says so); re-train the
+    parent by deleting its run directory.  Returns [(run dir, bytes freed)]."""
+    import shutil
+    specs = plan_runs(exp, profile, root)
+    branches = collections.defaultdict(list)
+    for s in specs:
+        if s.parent is not None:
+            branches[s.parent].append(s.dir)
+    out = []
+    for s in specs:
+        ckpt = s.dir / "ckpt"
+        if not ckpt.is_dir() or run_state(s.dir)[0] not in DONE:
+            continue
+        if any(run_state(b)[0] not in DONE for b in branches.get(s.dir, [])):
+            continue
+        size = sum(f.stat().st_size for f in ckpt.rglob("*") if f.is_file())
+        lock = RunLock(s.dir)
+        if not lock.acquire():
+            continue                                   # another runner holds it: leave it
+        try:
+            if not dry_run:
+                shutil.rmtree(ckpt)
+        finally:
+            lock.release()
+        out.append((s.dir, size))
+    return out
 
 
 def run_sweep(exp: Experiment, profile: str, root: Path, *, workers: int = 1, shard_spec=(0, 1),

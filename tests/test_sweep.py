@@ -365,3 +365,32 @@ def test_figures_prefer_the_largest_profile_whose_runs_are_all_done(tmp_path):
         [r for r in load_runs(tmp_path / "r", exp.name, "gpu")], "1 completed of 2 planned runs (partial)")
     train(gpu[1].cfg, gpu[1].dir, progress=False)
     assert select_runs(exp, tmp_path / "r")[0] == "gpu"
+
+
+def test_prune_deletes_only_checkpoints_nothing_needs(tmp_path, capsys):
+    from bsz_lr.cli import main
+    from bsz_lr.store import RunLock
+    from bsz_lr.sweep import prune_checkpoints
+    exp = load_experiment("wsd_branches")
+    specs = plan_runs(exp, "smoke", tmp_path / "r")
+    parent = next(s for s in specs if s.parent is None)
+    train(parent.cfg, parent.dir, progress=False)                 # the parent only: its branches are new
+    assert prune_checkpoints(exp, "smoke", tmp_path / "r") == []   # they still need its checkpoints
+    assert run_sweep(exp, "smoke", tmp_path / "r", progress=False) == 0
+    before = {s.dir: json.loads((s.dir / "status.json").read_text()) for s in specs}
+    held = RunLock(specs[-1].dir)
+    assert held.acquire()                                          # a run another process holds is left alone
+    try:
+        assert {d for d, _ in prune_checkpoints(exp, "smoke", tmp_path / "r", dry_run=True)} == \
+            {s.dir for s in specs[:-1]}
+    finally:
+        held.release()
+    assert all((s.dir / "ckpt").is_dir() for s in specs)          # a dry run deletes nothing
+    assert main(["prune", "wsd_branches", "--profile", "smoke", "--runs", str(tmp_path / "r")]) == 0
+    assert "wsd_branches/smoke: 4 finished runs' checkpoints, freed" in capsys.readouterr().out
+    assert not any((s.dir / "ckpt").exists() for s in specs)
+    for s in specs:                                                # results intact, nothing to retrain
+        assert run_state(s.dir)[0] == "completed" and json.loads((s.dir / "status.json").read_text()) == before[s.dir]
+    attempts = {s.dir: (s.dir / "attempts.jsonl").read_text() for s in specs}
+    assert run_sweep(exp, "smoke", tmp_path / "r", progress=False) == 0
+    assert attempts == {s.dir: (s.dir / "attempts.jsonl").read_text() for s in specs}
