@@ -1,4 +1,4 @@
-"""Command line: `python -m bsz_lr {train,sweep,prune,figures,bench,info} ...`.
+"""Command line: `python -m bsz_lr {train,sweep,prune,export,figures,bench,info} ...`.
 
 Config overrides are dotted `key=value` pairs resolved against the config
 dataclasses (`model.size=small optim.lr=3e-3 data.batch_stages='((1000000,64),)'`),
@@ -129,6 +129,14 @@ def _prune(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from .results_table import export_rows, write_table
+    rows = export_rows(Path(args.runs), args.experiment, args.profile)
+    write_table(rows, Path(args.out))
+    print(f"{args.experiment}/{args.profile}: {len(rows)} finished runs -> {args.out}")
+    return 0
+
+
 def _figures(args) -> int:
     from .figures import build_all
     build_all(Path(args.runs), Path(args.out), only=args.only, profile=args.profile)
@@ -186,6 +194,13 @@ def main(argv=None) -> int:
     pr.add_argument("--runs", default="results")
     pr.add_argument("--dry-run", action="store_true", help="list what would be deleted")
     pr.set_defaults(fn=_prune)
+
+    x = sub.add_parser("export", help="write an experiment's finished runs as a results table (CSV)")
+    x.add_argument("experiment", help="experiments/NAME.py or NAME")
+    x.add_argument("--profile", default="cpu")
+    x.add_argument("--runs", default="results")
+    x.add_argument("--out", required=True, help="the CSV to write")
+    x.set_defaults(fn=_export)
 
     f = sub.add_parser("figures", help="rebuild figures from stored results (no training)")
     f.add_argument("--runs", default="results")

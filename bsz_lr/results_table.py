@@ -1,0 +1,79 @@
+"""The results table: one CSV row per run, the format `advise` (issue #12) fits laws on.
+
+Columns (units in the names' docs; anyone's sweep can be written in this format):
+
+    run              a unique id of the run (here: the config hash)
+    n_params         model size N: non-embedding parameters, active ones for MoE
+    n_params_total   non-embedding parameters, every expert (= n_params for dense models)
+    tokens           training tokens D at the end of the run
+    lr               peak learning rate
+    batch_tokens     batch size in tokens per step (the first stage's for a batch schedule)
+    loss             final held-out loss (post-decay for a WSD run or a decay branch)
+    status           completed | diverged (diverged runs have an empty loss)
+    curve            optional: path to a loss-curve file (JSON lines with step, tokens, val_loss)
+    experiment, profile, seq_len, seed, ffn, schedule, init_from   provenance (optional)
+
+    python -m bsz_lr export EXPERIMENT --profile cpu --out table.csv
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+__all__ = ["COLUMNS", "REQUIRED", "export_rows", "write_table", "read_table"]
+
+REQUIRED = ("run", "n_params", "tokens", "lr", "batch_tokens", "loss")
+COLUMNS = REQUIRED + ("n_params_total", "status", "curve", "experiment", "profile", "seq_len", "seed", "ffn",
+                      "schedule", "init_from")
+_INT = ("n_params", "n_params_total", "tokens", "batch_tokens", "seq_len", "seed")
+_FLOAT = ("lr", "loss")
+
+
+def export_rows(root: Path, name: str, profile: str) -> list[dict]:
+    """The finished runs of an experiment's current expansion as table rows."""
+    from .store import load_runs
+    from .sweep import load_experiment, plan_runs
+    planned = {s.dir.name for s in plan_runs(load_experiment(name), profile, Path(root))}
+    rows = []
+    for r in load_runs(root, name, profile, with_metrics=False, only=planned, quiet=True):
+        st, c = r["status"], r["config"]
+        if st.get("status") not in ("completed", "diverged"):
+            continue
+        p = st.get("params") or {}
+        inactive = int(p.get("total", 0)) - int(p.get("active", 0))
+        loss = st.get("final_val_loss")
+        rows.append({
+            "run": r["hash"], "n_params": int(p.get("non_embedding", 0)) - inactive,
+            "n_params_total": int(p.get("non_embedding", 0)), "tokens": int(st.get("tokens", 0)),
+            "lr": float(c["optim"]["lr"]), "batch_tokens": int(c["data"]["batch_size"]) * int(c["data"]["seq_len"]),
+            "loss": float(loss) if st.get("status") == "completed" and loss is not None and math.isfinite(loss) else "",
+            "status": st["status"], "curve": str(Path(r["dir"]) / "metrics.jsonl"), "experiment": name,
+            "profile": profile, "seq_len": int(c["data"]["seq_len"]), "seed": int(c["train"]["seed"]),
+            "ffn": c["model"]["ffn"], "schedule": c["schedule"]["kind"], "init_from": c["train"]["init_from"]})
+    return rows
+
+
+def write_table(rows: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(COLUMNS))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k, "") for k in COLUMNS})
+
+
+def read_table(path: Path) -> list[dict]:
+    """Rows of a results table with the numeric columns converted (empty -> None)."""
+    out = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            row = dict(r)
+            for k in _INT:
+                if k in row:
+                    row[k] = int(float(row[k])) if row[k] not in ("", None) else None
+            for k in _FLOAT:
+                if k in row:
+                    row[k] = float(row[k]) if row[k] not in ("", None) else None
+            out.append(row)
+    return out
