@@ -67,6 +67,12 @@ def tiny_lm_loss(runs: list[dict]):
     return fig
 
 
+def _legend(ax, **kw) -> None:
+    """ax.legend(**kw) if the axes have labelled artists (no matplotlib warning otherwise)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)
+
+
 def _si(x: float) -> str:
     for div, suf in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
         if x >= div:

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 
-from .figures import _si, figure
+from .figures import _legend, _si, figure
 from .laws import LRLaw, LRParabola, PowerLawFit
 from .laws.lr_analysis import LadderAnalysis, analyse_lr_ladder
 
@@ -41,11 +41,6 @@ def _logx(ax):
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.grid(alpha=0.3)
-
-
-def _legend(ax, **kw):
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(**kw)
 
 
 def _rows(n):

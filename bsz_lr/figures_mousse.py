@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 
-from .figures import _si, figure
+from .figures import _legend, _si, figure
 from .laws.compare import arm, arm_label, best_lrs, reach_ratios, tuned_runs, val_curve
 
 __all__ = ["mousse_curves", "mousse_ablations"]
@@ -16,11 +16,6 @@ COLORS = {"adamw": "C0", "muon": "C1", "mousse": "C3"}
 
 def _sizes(arms):
     return sorted({a[0] for a in arms})
-
-
-def _legend(ax, **kw):
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(**kw)
 
 
 @figure("mousse_curves", experiment="mousse_compare", also=("mousse_lr",))

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 
-from .figures import figure
+from .figures import _legend, figure
 from .laws import FitError, fit_lr_parabola
 
 __all__ = ["mup_width", "mup_depth", "mup_wd", "mup_coord", "transfer_optima"]
@@ -139,12 +139,6 @@ def mup_coord(runs: list[dict]):
             ax.set_title(f"{ffn}: {key}", fontsize=9)
             ax.set_xlabel("width d_model")
             ax.grid(alpha=0.3)
-    _legend_first(axes)
+    _legend(axes[0][0], fontsize=6)
     fig.tight_layout()
     return fig
-
-
-def _legend_first(axes):
-    ax = axes[0][0]
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=6)

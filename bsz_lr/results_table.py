@@ -33,14 +33,10 @@ _FLOAT = ("lr", "loss")
 
 def export_rows(root: Path, name: str, profile: str) -> list[dict]:
     """The finished runs of an experiment's current expansion as table rows."""
-    from .store import load_runs
-    from .sweep import load_experiment, plan_runs
-    planned = {s.dir.name for s in plan_runs(load_experiment(name), profile, Path(root))}
+    from .sweep import finished_runs
     rows = []
-    for r in load_runs(root, name, profile, with_metrics=False, only=planned, quiet=True):
+    for r in finished_runs(root, name, profile, with_metrics=False):
         st, c = r["status"], r["config"]
-        if st.get("status") not in ("completed", "diverged"):
-            continue
         p = st.get("params") or {}
         inactive = int(p.get("total", 0)) - int(p.get("active", 0))
         loss = st.get("final_val_loss")

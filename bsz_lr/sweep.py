@@ -55,7 +55,7 @@ from .signals import EXIT_CODES, StopRequest
 from .store import (DONE, UNUSABLE, RunLock, checkpoint_steps, quarantine, read_status, run_state,
                     write_json_atomic)
 
-__all__ = ["Experiment", "Derived", "DependencyPending", "dependencies", "dependency_order", "load_experiment", "expand", "grid_points", "plan_runs", "RunSpec", "run_sweep", "worker_loop", "branch_configs", "shard", "prune_checkpoints",
+__all__ = ["Experiment", "Derived", "DependencyPending", "dependencies", "dependency_order", "load_experiment", "expand", "grid_points", "plan_runs", "RunSpec", "run_sweep", "worker_loop", "branch_configs", "shard", "prune_checkpoints", "finished_runs",
            "group_units"]
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
@@ -561,6 +561,16 @@ def _run_workers(units, workers: int, pin: bool, progress: bool, sweep_id: str, 
         p.join()
     return [f"worker {i} exited with code {p.exitcode}" for i, p in enumerate(procs)
             if p.exitcode not in (0, None) and not stop.requested]
+
+
+def finished_runs(root: Path, name: str, profile: str, *, states=DONE, with_metrics: bool = True) -> list[dict]:
+    """The runs of an experiment's current expansion (store.load_runs) whose state is in `states`
+    (default: completed or diverged).  A Derived experiment whose dependency is unfinished raises
+    DependencyPending."""
+    from .store import load_runs
+    planned = {s.dir.name for s in plan_runs(load_experiment(name), profile, Path(root))}
+    return [r for r in load_runs(root, name, profile, with_metrics=with_metrics, only=planned, quiet=True)
+            if r["state"] in states]
 
 
 def prune_checkpoints(exp: Experiment, profile: str, root: Path, *, dry_run: bool = False) -> list[tuple[Path, int]]:

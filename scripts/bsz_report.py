@@ -15,14 +15,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bsz_lr.laws import LossPowerLaw, RevisedFit  # noqa: E402
 from bsz_lr.laws.analysis import analyse_batch_sweep, arm_label, dynamic_stages  # noqa: E402
-from bsz_lr.store import load_runs  # noqa: E402
-from bsz_lr.sweep import load_experiment, plan_runs  # noqa: E402
+from bsz_lr.sweep import finished_runs  # noqa: E402
 
 
 def current(root, name, profile):
-    exp = load_experiment(name)
-    planned = {s.dir.name for s in plan_runs(exp, profile, Path(root))}
-    return [r for r in load_runs(root, name, profile, only=planned, quiet=True) if r["state"] == "completed"]
+    return finished_runs(root, name, profile, states=("completed",))
 
 
 def fmt_ci(ci):

@@ -17,19 +17,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bsz_lr.laws import FitError, LRLaw, LRParabola, fit_horizon, fit_lr_law, fit_lr_parabola  # noqa: E402
 from bsz_lr.parametrization import horizon_lr  # noqa: E402
 from bsz_lr.laws.lr_analysis import analyse_lr_ladder  # noqa: E402
-from bsz_lr.store import load_runs  # noqa: E402
-from bsz_lr.sweep import DependencyPending, load_experiment, plan_runs  # noqa: E402
+from bsz_lr.sweep import DependencyPending, finished_runs  # noqa: E402
 
 PAPER = (-0.2219, -0.3509)
 
 
 def current(root, name, profile):
-    exp = load_experiment(name)
     try:
-        planned = {s.dir.name for s in plan_runs(exp, profile, Path(root))}
+        return finished_runs(root, name, profile)
     except DependencyPending:
         return []
-    return [r for r in load_runs(root, name, profile, only=planned, quiet=True) if r["state"] in ("completed", "diverged")]
 
 
 def law(x):

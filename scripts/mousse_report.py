@@ -14,16 +14,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bsz_lr.laws.compare import arm, arm_label, best_lrs, reach_ratios, tuned_runs  # noqa: E402
-from bsz_lr.store import load_runs  # noqa: E402
-from bsz_lr.sweep import DependencyPending, load_experiment, plan_runs  # noqa: E402
+from bsz_lr.sweep import DependencyPending, finished_runs  # noqa: E402
 
 
 def current(root, name, profile):
     try:
-        planned = {s.dir.name for s in plan_runs(load_experiment(name), profile, Path(root))}
+        return finished_runs(root, name, profile)
     except DependencyPending:
         return []
-    return [r for r in load_runs(root, name, profile, only=planned, quiet=True) if r["state"] in ("completed", "diverged")]
 
 
 def finals(by_seed):
