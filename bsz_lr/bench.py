@@ -294,6 +294,20 @@ def _peer_breakdown(cfg: Config) -> dict:
         a, b, g = torch.randn(B * T, i, requires_grad=True), torch.randn(i, o, requires_grad=True), torch.randn(B * T, o)
         tot += n * _ms(lambda: ((a @ b) * g).sum().backward())
     out["linear layers"] = L * tot
+    # The whole forward + backward of the eager model from bsz_lr's initial weights, and its head +
+    # cross-entropy, so that "the rest" is the same subtraction on both sides.
+    from .model import init_params
+    peer = bt.TorchPeer(init_params(m, jax.random.key(0)), cfg)
+    tokens = torch.randint(0, m.vocab_size, (B, T + 1))
+
+    def fwd_bwd():
+        logits = peer.model(tokens[:, :-1])
+        F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1)).backward()
+    out["fwd+bwd"] = _ms(fwd_bwd)
+    h, wh = torch.randn(B * T, D, requires_grad=True), torch.randn(D, m.vocab_size, requires_grad=True)
+    labels = torch.randint(0, m.vocab_size, (B * T,))
+    out["head + CE"] = _ms(lambda: F.cross_entropy(h @ wh, labels).backward())
+    out["rest of fwd+bwd"] = out["fwd+bwd"] - out["attention"] - out["linear layers"] - out["head + CE"]
     return out
 
 
@@ -307,6 +321,100 @@ def _print_breakdown() -> list[dict]:
         print(f"  {name} (T={cfg.data.seq_len}, B={cfg.data.batch_size}): " + ", ".join(
             f"{k} {v:.1f}" + (f" [torch {t[k]:.1f}]" if k in t else "") for k, v in b.items()), flush=True)
         rows.append({"model": name, "jax_ms": b, "torch_ms": t})
+    return rows
+
+
+def kernel_ab(models=("tiny", "medium")) -> list[dict]:
+    """Each piece of one layer alone, forward + backward, in XLA and in torch (eager and compiled),
+    from the same weights: the minimal A/Bs behind the peer gap.  ms per call, medians of 7."""
+    from . import bench_torch as bt
+    from .model import Block, RMSNorm, causal_attention, init_params, rope
+    torch, F = bt.torch, bt.F
+    rows = []
+    for name in models:
+        cfg = apply_overrides(Config(), dict(PEER_MODELS)[name])
+        m, B, T = cfg.model, cfg.data.batch_size, cfg.data.seq_len
+        H, K, D = m.n_heads, m.d_head, m.d_model
+        p = init_params(m, jax.random.key(0))["block_0"]
+        rng = np.random.default_rng(0)
+        x = lambda *shape: rng.normal(size=shape).astype(np.float32)
+        x_BxTxD, q4 = x(B, T, D), [x(B, T, H, K) for _ in range(4)]
+        blk_t = bt._Block(bt.jax_to_numpy(p), H, m.rope_base)
+        mlp = lambda h: blk_t.down(F.silu(blk_t.gate(h)) * blk_t.up(h))
+        jx = {   # loss = sum(piece(inputs) * w): a fixed cotangent
+            "attention core": (lambda q, k, v, w: jnp.sum(causal_attention(q, k, v, K ** -0.5) * w), q4),
+            "RoPE": (lambda q, w: jnp.sum(rope(q, m.rope_base) * w), [q4[0], q4[3]]),
+            "RMSNorm": (lambda h, w: jnp.sum(RMSNorm().apply({"params": p["norm_attn"]}, h) * w),
+                        [x_BxTxD, x_BxTxD]),
+            "SwiGLU MLP": (lambda h, w: jnp.sum(_jax_mlp(p["mlp"], h) * w), [x_BxTxD, x_BxTxD]),
+            "whole block": (lambda h, w: jnp.sum(Block(m).apply({"params": p}, h)[0] * w), [x_BxTxD, x_BxTxD]),
+        }
+        tq = lambda a: torch.tensor(a).transpose(1, 2).contiguous()      # B x T x H x K -> B x H x T x K
+        tt = {
+            "attention core": (lambda q, k, v, w: (F.scaled_dot_product_attention(q, k, v, is_causal=True) * w).sum(),
+                               [tq(a) for a in q4]),
+            "RoPE": (lambda q, w: (blk_t.rope(q) * w).sum(), [tq(q4[0]), tq(q4[3])]),
+            "RMSNorm": (lambda h, w: (blk_t.norm_attn(h) * w).sum(), [torch.tensor(x_BxTxD)] * 2),
+            "SwiGLU MLP": (lambda h, w: (mlp(h) * w).sum(), [torch.tensor(x_BxTxD)] * 2),
+            "whole block": (lambda h, w: (blk_t(h) * w).sum(), [torch.tensor(x_BxTxD)] * 2),
+        }
+        for piece, (f, args) in jx.items():
+            g = jax.jit(jax.grad(f, argnums=0))
+            args = [jnp.asarray(a) for a in args]
+            row = {"model": name, "piece": piece, "xla_ms": _ms(g, *args)}
+            ft, targs = tt[piece]
+            targs = [a.clone().requires_grad_(i == 0) for i, a in enumerate(targs)]
+            for mode, fn in (("torch_eager_ms", ft), ("torch_compile_ms", torch.compile(ft))):
+                row[mode] = _ms(lambda: fn(*targs).backward())
+            row["xla_over_torch_best"] = row["xla_ms"] / min(row["torch_eager_ms"], row["torch_compile_ms"])
+            rows.append(row)
+            print(f"  {name:7} {piece:15} xla {row['xla_ms']:8.2f}  torch eager {row['torch_eager_ms']:8.2f}  "
+                  f"compile {row['torch_compile_ms']:8.2f}  xla / torch best {row['xla_over_torch_best']:.2f}x",
+                  flush=True)
+    return rows
+
+
+def _jax_mlp(p, h_BxTxD):
+    g, u = h_BxTxD @ p["gate"]["kernel"], h_BxTxD @ p["up"]["kernel"]
+    return (jax.nn.silu(g) * u) @ p["down"]["kernel"]
+
+
+def profile_step(cfg: Config, top: int = 25, label: str = "") -> list[dict]:
+    """XLA's own profile of one compiled chunk (10 steps): each executed kernel's time, summed by the
+    model operation it came from (the op_name XLA keeps from the JAX trace, layers merged)."""
+    import collections
+    import gzip
+    import glob
+    import re
+    import tempfile
+    corpus = load_corpus(cfg.data, cfg.model.vocab_size)
+    init_state, train_chunk, _, _ = step_fns(cfg)
+    state, K = init_state(0), 10
+    sched = BatchSchedule.from_config(cfg)
+    batches = np.stack([batch_at(corpus.train, 0, s, sched) for s in range(K)])
+    lrs = np.full(K, 1e-3, np.float32)
+    hlo = train_chunk.lower(state, batches, lrs).compile().as_text()
+    op_of = {mm.group(1): mm.group(2) for mm in re.finditer(
+        r'^\s*(?:ROOT )?%(\S+) = .*?metadata=\{op_name="([^"]+)"', hlo, re.M)}
+    state, m = train_chunk(state, batches, lrs)
+    jax.block_until_ready(m)
+    with tempfile.TemporaryDirectory() as d:
+        with jax.profiler.trace(d, create_perfetto_trace=True):
+            jax.block_until_ready(train_chunk(state, batches, lrs)[1])
+        events = json.load(gzip.open(glob.glob(f"{d}/**/*.trace.json.gz", recursive=True)[0]))
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    by_op = collections.Counter()
+    for e in events:
+        if e.get("ph") == "X" and e.get("dur") and e["name"] in op_of:
+            op = re.sub(r"^jit\(chunk\)/while/body/(closed_call/)?", "", op_of[e["name"]])
+            by_op[re.sub(r"block_\d+", "block_*", op)] += e["dur"] / 1e3 / K
+    total = sum(by_op.values())
+    print(f"  {label}: {total:.1f} ms per step in XLA kernels (under the profiler); by operation "
+          "(transpose(jvp(...)) = backward pass):")
+    rows = []
+    for op, ms in by_op.most_common(top):
+        rows.append({"op": op, "ms_per_step": ms, "share": ms / total})
+        print(f"  {ms:8.2f} ms {100 * ms / total:5.1f}%  {op}")
     return rows
 
 
@@ -392,9 +500,22 @@ def _on_one_core(fn, *a):
 
 
 def main(quick: bool = False, peer_only: bool = False, where: bool = False, batches: bool = False,
-         moe: bool = False, optim: bool = False) -> int:
+         moe: bool = False, optim: bool = False, kernels: bool = False, profile: str | None = None) -> int:
     enable_compilation_cache()
     from . import bench_torch
+    if profile:
+        if profile not in dict(PEER_MODELS):
+            raise ValueError(f"bench --profile: unknown model {profile!r}; one of {', '.join(dict(PEER_MODELS))}")
+        cfg = apply_overrides(Config(), dict(PEER_MODELS)[profile])
+        print(json.dumps({"profile": profile_step(cfg, label=profile)}))
+        return 0
+    if kernels:
+        if not bench_torch.available():
+            print(bench_torch.INSTALL_HINT)
+            return 1
+        print("one layer's pieces alone, forward + backward, ms per call (medians of 7):")
+        print(json.dumps({"kernels": kernel_ab()}))
+        return 0
     if optim:
         print("optimizers, ms per step (process on one core, like a pinned sweep worker):")
         print(json.dumps({"optim": _on_one_core(optim_throughput, quick)}))

@@ -146,7 +146,7 @@ def _figures(args) -> int:
 def _bench(args) -> int:
     from .bench import main as bench_main
     return bench_main(quick=args.quick, peer_only=args.peer, where=args.where, batches=args.batches, moe=args.moe,
-                      optim=args.optim)
+                      optim=args.optim, kernels=args.kernels, profile=args.profile)
 
 
 def _info(args) -> int:
@@ -216,6 +216,9 @@ def main(argv=None) -> int:
     b.add_argument("--moe", action="store_true", help="only MoE tokens/s, ragged vs dense experts")
     b.add_argument("--optim", action="store_true", help="only ms per step of AdamW / Muon / Mousse")
     b.add_argument("--where", action="store_true", help="where a step's time goes: its parts timed alone")
+    b.add_argument("--kernels", action="store_true",
+                   help="one layer's pieces alone (attention, RoPE, RMSNorm, MLP, block), XLA vs torch")
+    b.add_argument("--profile", metavar="MODEL", help="XLA's profile of one compiled chunk, by model operation")
     b.set_defaults(fn=_bench)
 
     i = sub.add_parser("info", help="resolved config, parameter counts and corpus sizes")

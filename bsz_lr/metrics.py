@@ -8,7 +8,9 @@ function here; nothing else changes.
 Kinds:
   step  computed inside the jitted train step from `StepOutputs`, every step, and reduced
         over the steps since the previous log line (`reduce`: mean, max, min, last, sum);
-  eval  computed at evaluations (`train.eval_every`, the first and the last step);
+  eval  computed at evaluations (`train.eval_every`, the first and the last step): the held-out
+        loss, and `compute(params, params_at_init)` metrics (the initial parameters are
+        regenerated from the run's seed, so resumed runs and decay branches log the same values);
   host  bookkeeping the trainer writes on every line (step, tokens, LR, batch, timing).
 A metric may apply to some configs only (`applies`, e.g. MoE losses); it is then neither
 computed nor written for the others.  Knows nothing of JAX beyond the functions it stores.
@@ -21,7 +23,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-__all__ = ["Metric", "StepOutputs", "METRICS", "step_metric", "step_metrics", "reduce_window",
+__all__ = ["Metric", "StepOutputs", "METRICS", "step_metric", "step_metrics", "eval_metrics", "reduce_window",
            "HOST_FIELDS"]
 
 REDUCTIONS: dict[str, Callable[[np.ndarray], float]] = {
@@ -166,6 +168,46 @@ for _key, _doc in [("attn_out", "RMS of the attention outputs, mean over layers"
                    ("logits", "RMS of the output logits"), ("logz", "mean log-partition log Z of the logits")]:
     _register(Metric(f"act.{_key}", "step", _doc + " (train.analysis)", "mean",
                      lambda o, k=_key: o.aux["act"][k], _analysis, True))
+
+
+_register(Metric("act.attn_logit_max", "step", "largest pre-softmax attention logit over layers, heads and "
+                 "positions (train.analysis)", "max", lambda o: o.aux["act"]["attn_logit_max"], _analysis, True))
+
+
+@step_metric("train_loss_max", "largest single-step training loss since the previous line; against "
+             "train_loss (the mean) it marks loss spikes (laws.loss_spikes; train.analysis)", "max", _analysis)
+def _train_loss_max(o: StepOutputs):
+    return o.loss
+
+
+def _role_delta(role):
+    """||W_t - W_0|| / ||W_0|| over the parameters of one role: how far training moved them."""
+    def fn(params, params0):
+        import jax
+        import jax.numpy as jnp
+
+        from .model import param_roles
+        pairs = [(w, w0) for w, w0, r in zip(jax.tree.leaves(params), jax.tree.leaves(params0),
+                                             jax.tree.leaves(param_roles(params))) if r == role]
+        sq = lambda xs: sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in xs)
+        return jnp.sqrt(sq([w - w0 for w, w0 in pairs]) / (sq([w0 for _, w0 in pairs]) + 1e-30))
+    return fn
+
+
+def _register_delta_metrics():
+    from .config import ROLES
+    for role in ROLES:
+        _register(Metric(f"delta_init.{role}", "eval", f"cumulative change ||W_t - W_0|| / ||W_0|| of the {role} "
+                         "parameters since initialisation, at evaluations (train.analysis)", "last",
+                         _role_delta(role), _role_present(role)))
+
+
+_register_delta_metrics()
+
+
+def eval_metrics(cfg) -> tuple[Metric, ...]:
+    """The computed eval metrics (fn(params, params_at_init) -> scalar) a run of `cfg` logs."""
+    return tuple(m for m in METRICS.values() if m.kind == "eval" and m.compute and m.applies(cfg))
 
 
 @step_metric("router_entropy", "mean router entropy (nats) over tokens and layers (train.analysis)",

@@ -112,6 +112,11 @@ class Attention(nn.Module):
             k_BxTxHxK = RMSNorm(name="k_norm")(k_BxTxHxK)
         q_BxTxHxK, k_BxTxHxK = rope(q_BxTxHxK, c.rope_base), rope(k_BxTxHxK, c.rope_base)
         y_BxTxHxK = causal_attention(q_BxTxHxK, k_BxTxHxK, v_BxTxHxK, pz.attn_scale(c))
+        if self.is_mutable_collection("intermediates"):   # train.analysis: the largest pre-softmax logit
+            s_BxHxTxT = jnp.einsum("bthk,bshk->bhts", *jax.lax.stop_gradient((q_BxTxHxK, k_BxTxHxK)))
+            causal_TxT = jnp.arange(T)[None, :] <= jnp.arange(T)[:, None]
+            self.sow("intermediates", "attn_logit_max",
+                     jnp.max(jnp.where(causal_TxT, s_BxHxTxT.astype(jnp.float32) * pz.attn_scale(c), -jnp.inf)))
         return dense("o", "out_proj")(y_BxTxHxK.reshape(B, T, c.d_model))
 
 
@@ -247,8 +252,9 @@ def init_params(cfg: ModelConfig, key) -> dict:
 
 def activation_summary(intermediates) -> dict:
     """Scalars of the sown module outputs (train.analysis): RMS of the attention and FFN outputs
-    (mean over layers) and of the last residual stream, logit RMS and mean log Z, and for MoE the
-    router entropy (mean over layers)."""
+    (mean over layers) and of the last residual stream, logit RMS and mean log Z, the largest
+    pre-softmax attention logit (max over layers, heads and positions), and for MoE the router
+    entropy (mean over layers)."""
     rms = lambda x: jnp.sqrt(jnp.mean(jnp.square(x.astype(jnp.float32))))
     blocks = sorted(k for k in intermediates if k.startswith("block_"))
     layer = lambda name: [intermediates[b][name][0] for b in blocks if name in intermediates[b]]
@@ -257,6 +263,7 @@ def activation_summary(intermediates) -> dict:
            "ffn_out": jnp.mean(jnp.stack([rms(x) for x in layer("ffn_out")])),
            "residual": rms(intermediates[blocks[-1]]["residual"][0]),
            "logits": rms(logits), "logz": jnp.mean(jax.nn.logsumexp(logits, axis=-1))}
+    out["attn_logit_max"] = jnp.max(jnp.stack([intermediates[b]["attn"]["attn_logit_max"][0] for b in blocks]))
     ent = [intermediates[b]["moe"]["router_entropy"][0] for b in blocks if "moe" in intermediates[b]]
     if ent:
         out["router_entropy"] = jnp.mean(jnp.stack(ent))

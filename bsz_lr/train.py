@@ -434,7 +434,8 @@ class _Run:
                        "total_tokens": self.p.total_tokens, "params": counts}
         write_json_atomic(self.dir / "status.json", self.status)
 
-    def write(self, s0: int, n: int, m_host: dict, val, wall: float, tokens_per_s: float) -> float | None:
+    def write(self, s0: int, n: int, m_host: dict, val, wall: float, tokens_per_s: float,
+              evals: dict | None = None) -> float | None:
         """Write the lines of steps s0+1 .. s0+n (and an eval at s0+n); returns the last logged train
         loss, or None (no line, or divergence: recorded, and nothing more is written)."""
         if self.diverged:
@@ -460,6 +461,7 @@ class _Run:
                 last = lines[s]["train_loss"]
         if val is not None:
             lines.setdefault(s0 + n, host(s0 + n))["val_loss"] = float(val)
+            lines[s0 + n].update(evals or {})
         self.out.writelines(json.dumps(lines[s]) + "\n" for s in sorted(lines))
         self.out.flush()
         return last
@@ -543,6 +545,7 @@ class _Pending(NamedTuple):
     n: int
     metrics: list        # per call: device arrays, metric name -> [steps] (or [R, steps])
     vals: list | None    # device scalars of the eval batches after the chunk (or [R] each)
+    evals: dict | None = None   # device scalars of the computed eval metrics (metrics.eval_metrics)
 
 
 class _Group:
@@ -565,11 +568,13 @@ class _Group:
         m = {k: np.concatenate([np.atleast_1d(x[k]) if self.R == 1 else x[k] for x in parts], axis=-1)
              for k in parts[0]}
         vals = None if c.vals is None else np.mean(np.stack([np.atleast_1d(v) for v in jax.device_get(c.vals)]), 0)
+        evals = None if c.evals is None else {k: np.atleast_1d(v) for k, v in jax.device_get(c.evals).items()}
         now, tokens = time.perf_counter(), self.runs[0].p.batch.tokens_before(c.start + c.n)
         # Throughput between consecutive writes: in steady state, one chunk's device time.
         rate = (tokens - self.rate_mark[1]) / max(now - self.rate_mark[0], 1e-9)
         self.rate_mark = (now, tokens)
-        losses = [r.write(c.start, c.n, self.pick(m, i), None if vals is None else vals[i], now - self.t0, rate)
+        losses = [r.write(c.start, c.n, self.pick(m, i), None if vals is None else vals[i], now - self.t0, rate,
+                          None if evals is None else {k: float(v[i]) for k, v in evals.items()})
                   for i, r in enumerate(self.runs)]
         return next((x for x in losses if x is not None), None)
 
@@ -614,8 +619,18 @@ def train_group(cfgs: list[Config], run_dirs, *, stop_after: int | None = None, 
     group = _Group(runs)
     end = min(p.total_steps, stop_after) if stop_after is not None else p.total_steps
 
+    # Eval metrics that compare with the initial parameters (train.analysis): those are regenerated
+    # from the seed, which a resumed run and a decay branch share with the run they continue.
+    extra = metrics_lib.eval_metrics(cfg)
+    if extra:
+        params0 = (single.init_state(cfgs[0].train.seed) if R == 1
+                   else fns.init_state([c.train.seed for c in cfgs])).params
+        one = lambda prm, prm0: {mt.name: mt.compute(prm, prm0) for mt in extra}
+        extra_fn = jax.jit(one if R == 1 else jax.vmap(one))
+
     def evaluate(params):
-        return [fns.eval_batch(params, b) for b in val]   # async; averaged when written
+        """(held-out losses per eval batch, computed eval metrics), all async; averaged when written."""
+        return [fns.eval_batch(params, b) for b in val], (extra_fn(params, params0) if extra else None)
 
     def run_chunk(state, step: int, n: int):
         """n steps from `step`: one call of scan_steps, or single-step calls (two compiled lengths)."""
@@ -647,7 +662,7 @@ def train_group(cfgs: list[Config], run_dirs, *, stop_after: int | None = None, 
         try:
             if start == p.init_step:   # validation loss where the run starts (the curve's first point)
                 write(_Pending(start, 0, [{k: np.zeros((R, 0) if R > 1 else 0) for k in names}],
-                               evaluate(state.params)))
+                               *evaluate(state.params)))
             while step < end and not group.all_diverged:
                 maybe_inject_fault(start, step)
                 if stop.requested:
@@ -657,7 +672,7 @@ def train_group(cfgs: list[Config], run_dirs, *, stop_after: int | None = None, 
                 if pending is not None:
                     write(pending)
                 step += n
-                pending = _Pending(step - n, n, m, evaluate(state.params) if p.is_eval(step) else None)
+                pending = _Pending(step - n, n, m, *(evaluate(state.params) if p.is_eval(step) else (None, None)))
                 if p.is_checkpoint(step):
                     write(pending)   # never checkpoint a diverged state
                     pending = None

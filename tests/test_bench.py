@@ -1,3 +1,4 @@
+import pytest
 """The benchmark's arithmetic and a one-chunk run (not a timing test)."""
 
 import jax
@@ -52,3 +53,12 @@ def test_time_breakdown_reports_every_part(tiny_cfg):
              "linear layers", "head + CE", "rest of fwd+bwd"]
     assert list(b) == parts and all(b[k] > 0 for k in parts[:-1])
     assert abs(b["fwd+bwd"] - b["attention"] - b["linear layers"] - b["head + CE"] - b["rest of fwd+bwd"]) < 1e-9
+
+
+def test_profile_attributes_kernel_time_to_model_operations(tiny_cfg):
+    from bsz_lr.bench import profile_step
+    rows = profile_step(tiny_cfg, top=500)
+    assert rows and all(0 < r["share"] <= 1 and r["ms_per_step"] > 0 for r in rows)
+    assert sum(r["share"] for r in rows) == pytest.approx(1.0)
+    ops = " ".join(r["op"] for r in rows)
+    assert "transpose(jvp(Transformer))" in ops and "block_*" in ops     # backward pass, layers merged

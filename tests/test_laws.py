@@ -21,3 +21,19 @@ def test_power_law_with_noise_and_bad_input():
     assert fit_power_law(D, L).gamma == pytest.approx(0.25, abs=0.05)
     with pytest.raises(FitError, match="need >= 3"):
         fit_power_law([1e5, 1e6, np.nan], [3.0, 2.5, 2.0])
+
+
+def test_loss_spikes_flags_jumps_not_a_falling_curve():
+    from bsz_lr.laws import loss_spikes
+    steps = np.arange(10, 110, 10)
+    mean = np.linspace(3.0, 2.0, 10)                       # falling
+    assert loss_spikes(steps, mean, mean * 1.05) == []     # per-line noise below the ratio
+    peak = mean * 1.05
+    peak[6] = 1.2 * mean[5]                                # a step 20% above the recent level
+    peak[8] = np.nan                                       # a non-finite step loss is a spike too
+    assert loss_spikes(steps, mean, peak) == [70, 90]
+    assert loss_spikes(steps, mean, peak, ratio=1.3) == [90]
+    with pytest.raises(ValueError, match="ratio > 1"):
+        loss_spikes(steps, mean, peak, ratio=1.0)
+    with pytest.raises(ValueError, match="one length"):
+        loss_spikes(steps[:3], mean, peak)

@@ -108,7 +108,8 @@ def test_coordinate_check_is_flat_under_mup_and_drifts_under_sp(ffn):
             "model.base_d_model": 32, "data.seq_len": 16, "data.batch_size": 4, "optim.lr": 1e-2,
             "optim.eps": 1e-12, **moe}), steps=3, corpus=corpus) for d in (32, 64, 128)]
         extra = {"block_0/moe/router_entropy"} if ffn == "moe" else set()
-        assert set(res[0]) == {"embed_out", "logits", "block_0/attn_out", "block_0/ffn_out", "block_0/residual"} | extra
+        assert set(res[0]) == {"embed_out", "logits", "block_0/attn_out", "block_0/ffn_out", "block_0/residual",
+                               "block_0/attn/attn_logit_max"} | extra
         spread[par] = {k: max(r[k][-1] for r in res) / min(r[k][-1] for r in res) for k in res[0]}
     assert max(spread["mup"].values()) < 2.0                                # flat within 2x over 4x in width
     assert spread["sp"]["block_0/residual"] > 4.0 and spread["sp"]["logits"] > 2.0   # drifts under SP

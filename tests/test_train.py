@@ -346,15 +346,36 @@ def test_analysis_metrics_are_logged_and_leave_the_numbers_alone(tiny_cfg, tmp_p
     assert st["status"] == "completed"
     lines = [r for r in rows(tmp_path / "on") if "train_loss" in r]
     want = {"w_norm.hidden", "grad_norm.expert", "update_rel.router", "update_rel.head", "act.attn_out",
-            "act.ffn_out", "act.residual", "act.logits", "act.logz", "router_entropy", "expert_load_cv", "clip_frac"}
+            "act.ffn_out", "act.residual", "act.logits", "act.logz", "router_entropy", "expert_load_cv", "clip_frac",
+            "act.attn_logit_max", "train_loss_max"}
     assert want <= set(lines[0])
     for r in lines:
         assert all(np.isfinite(r[k]) for k in want)
         assert 0 <= r["clip_frac"] <= 1 and 0 < r["router_entropy"] <= np.log(4) + 1e-6
         assert 0 < r["update_rel.hidden"] < 1
+        assert r["train_loss_max"] >= r["train_loss"] - 1e-6
+    # change from init: 0 at the first evaluation, then growing, for every role of the MoE model
+    evals = [r for r in rows(tmp_path / "on") if "val_loss" in r]
+    roles = ("embedding", "head", "hidden", "out_proj", "router", "expert", "expert_out", "vector")
+    assert all(evals[0][f"delta_init.{k}"] == 0 for k in roles)
+    assert all(0 < evals[-1][f"delta_init.{k}"] < 10 for k in roles)
     assert lines[0]["act.logz"] == pytest.approx(np.log(256), abs=0.5)    # near-uniform early on
     # the diagnostics do not change training (same losses to float rounding)
     off = {r["step"]: r for r in rows(tmp_path / "off") if "train_loss" in r}
     for r in lines:
         assert r["train_loss"] == pytest.approx(off[r["step"]]["train_loss"], rel=1e-5)
     assert "w_norm.router" not in [r for r in rows(tmp_path / "off") if "train_loss" in r][0]
+
+
+def test_change_from_init_resumes_with_the_same_values(tiny_cfg, tmp_path):
+    """delta_init.* compares with the initial parameters regenerated from the seed: a run cut and
+    resumed logs exactly the values of the uninterrupted run, and checkpoints hold nothing extra."""
+    cfg = apply_overrides(tiny_cfg, {"train.analysis": True, "train.eval_every": 10})
+    train(cfg, tmp_path / "full", progress=False)
+    assert train(cfg, tmp_path / "cut", progress=False, stop_after=20)["status"] == "running"
+    train(cfg, tmp_path / "cut", progress=False)
+    pick = lambda d: [(r["step"], r["delta_init.hidden"], r["delta_init.vector"]) for r in rows(d) if "val_loss" in r]
+    full = pick(tmp_path / "full")
+    assert len(full) >= 3 and full == pick(tmp_path / "cut")
+    steps_and_deltas = [(s, h) for s, h, _ in full]
+    assert all(b[1] > a[1] for a, b in zip(steps_and_deltas[1:], steps_and_deltas[2:]))   # keeps moving away

@@ -8,6 +8,7 @@ batch    B_min(L), B_opt(L) as power laws in loss; McCandlish's two-batch noise 
 lr       LR paper Eq. 2 (parabola in log LR, edge optima refused) and Eq. 6 (eta* = c N^a D^b),
          the near-optimal-band estimator
 analysis a stored batch sweep end to end, and the dynamic batch schedule (import it directly)
+stability loss spikes of a logged run (train.analysis)
 lr_analysis  a stored LR ladder with decay branches end to end: Eq. 4 / 2 / 6, the band law, the
          held-out prediction, the search-cost table (import it directly)
 """
@@ -17,9 +18,11 @@ from .ess import (ClassicalFit, RevisedFit, bootstrap, c1_pieces, classical_E, f
                   loo_error)
 from .lr import HorizonFit, LRLaw, LRParabola, band_points, fit_horizon, fit_lr_law, fit_lr_parabola
 from .power import FitError, PowerLawFit, fit_power_law
+from .stability import loss_spikes
 from .targets import Crossings, crossings, smooth_curve, target_levels
 
 __all__ = ["FitError", "PowerLawFit", "fit_power_law", "ClassicalFit", "RevisedFit", "classical_E",
            "fit_classical", "fit_revised", "c1_pieces", "bootstrap", "loo_error", "LossPowerLaw",
            "fit_loss_power_law", "b_simple", "Crossings", "crossings", "smooth_curve", "target_levels",
-           "LRParabola", "fit_lr_parabola", "LRLaw", "fit_lr_law", "band_points", "HorizonFit", "fit_horizon"]
+           "LRParabola", "fit_lr_parabola", "LRLaw", "fit_lr_law", "band_points", "HorizonFit", "fit_horizon",
+           "loss_spikes"]
