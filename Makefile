@@ -31,8 +31,9 @@ smoke: $(STAMP)
 	$(BIN)/python -m bsz_lr figures --runs .cache/smoke/results --out .cache/smoke/figures --profile smoke
 
 # Every experiment (one after another; a failing one does not stop the others, but fails the target).
+# An experiment without the profile (e.g. only cpu-long) is named and skipped.
 reproduce: $(STAMP)
-	$(BIN)/python -m bsz_lr sweep $(EXPERIMENTS) --profile $(PROFILE) --runs $(RESULTS); \
+	$(BIN)/python -m bsz_lr sweep $(EXPERIMENTS) --profile $(PROFILE) --runs $(RESULTS) --skip-missing; \
 	  rc=$$?; $(MAKE) figures && exit $$rc
 
 reproduce-full:

@@ -150,13 +150,11 @@ def _bench(args) -> int:
 
 
 def _info(args) -> int:
-    import jax
     from .data import load_corpus
-    from .model import init_params, param_counts
+    from .model import counts_of
     cfg = apply_overrides(Config(), args.overrides)
-    params = jax.eval_shape(lambda: init_params(cfg.model, jax.random.key(0)))
     corpus = load_corpus(cfg.data, cfg.model.vocab_size)
-    print(json.dumps({"config_hash": config_hash(cfg), "params": param_counts(params, cfg.model),
+    print(json.dumps({"config_hash": config_hash(cfg), "params": counts_of(cfg.model),
                       "train_tokens": int(corpus.train.size), "val_tokens": int(corpus.val.size),
                       "config": cfg.to_dict()}, indent=1))
     return 0

@@ -25,7 +25,7 @@ import numpy as np
 from . import parametrization as pz
 from .config import ModelConfig
 
-__all__ = ["Transformer", "init_params", "param_roles", "param_counts", "rope", "activation_summary"]
+__all__ = ["Transformer", "init_params", "param_roles", "param_counts", "counts_of", "rope", "activation_summary"]
 
 
 def _normal(cfg: ModelConfig, role: str):
@@ -290,6 +290,11 @@ def param_roles(params) -> dict:
             return "out_proj"
         return "hidden"
     return jax.tree_util.tree_map_with_path(role, params)
+
+
+def counts_of(cfg: ModelConfig) -> dict[str, int]:
+    """param_counts of a config without making its parameters (shapes only)."""
+    return param_counts(jax.eval_shape(lambda: init_params(cfg, jax.random.key(0))), cfg)
 
 
 def param_counts(params, cfg: ModelConfig) -> dict[str, int]:

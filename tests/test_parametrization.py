@@ -129,7 +129,8 @@ def _runs(par, eta_of_width, widths=(32, 64, 128), lrs=(1e-3, 2e-3, 4e-3, 8e-3, 
 def test_transfer_optima_and_the_width_figure():
     import matplotlib.pyplot as plt
 
-    from bsz_lr.figures_mup import mup_width, transfer_optima
+    from bsz_lr.figures_mup import mup_width
+    from bsz_lr.laws.transfer import transfer_optima
     runs = _runs("sp", lambda w: 4e-3 * 32 / w) + _runs("mup", lambda w: 4e-3)
     opt = transfer_optima(runs)
     assert [round(opt["sp"][w]["eta_star"], 6) for w in (32, 64, 128)] == [4e-3, 2e-3, 1e-3]
@@ -166,7 +167,8 @@ def test_the_coordinate_check_figure_builds_from_runs():
 def test_the_weight_decay_transfer_figure_builds():
     import matplotlib.pyplot as plt
 
-    from bsz_lr.figures_mup import mup_wd, transfer_optima
+    from bsz_lr.figures_mup import mup_wd
+    from bsz_lr.laws.transfer import transfer_optima
     runs = []
     for rule in (True, False):
         for w in ((32, 64, 128) if rule else (64, 128)):

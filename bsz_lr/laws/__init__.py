@@ -9,6 +9,8 @@ lr       LR paper Eq. 2 (parabola in log LR, edge optima refused) and Eq. 6 (eta
          the near-optimal-band estimator
 analysis a stored batch sweep end to end, and the dynamic batch schedule (import it directly)
 stability loss spikes of a logged run (train.analysis)
+transfer the Transfer paradigm from stored sweeps: optima per width / depth, the proxy's horizon
+         rule, the Fitting-vs-Transfer arms (import it directly)
 lr_analysis  a stored LR ladder with decay branches end to end: Eq. 4 / 2 / 6, the band law, the
          held-out prediction, the search-cost table (import it directly)
 """

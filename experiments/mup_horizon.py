@@ -1,0 +1,27 @@
+"""LR paper, Transfer paradigm: the token-horizon rule on the muP proxy (spec section 2).
+
+The proxy is `mup_width`'s base width (d = 32, head dim 16; muP there is SP exactly) with its
+schedule and batch, swept over the same 6 peak LRs at two horizons shorter than the sweep's
+262k tokens: 65,536 and 131,072.  `laws.transfer.proxy_horizon` fits beta (eta* ~ D^-beta) on
+these optima and predicts the optimum at 262k, which `mup_width` measured (Fig. `mup_horizon`);
+`lr_fit_vs_transfer` uses the same fit to carry the proxy's LR to its target.
+"""
+
+from pathlib import Path
+
+from bsz_lr.sweep import load_experiment
+
+WIDTH = load_experiment(str(Path(__file__).with_name("mup_width.py")))
+
+NAME = "mup_horizon"
+BASE = {**WIDTH.base, "model.parametrization": "mup", "model.base_d_model": 32,
+        "model.d_model": 32, "model.n_heads": 2}
+HORIZONS = [65_536, 131_072]
+GRID = {"train.tokens": HORIZONS, "optim.lr": WIDTH.grid[0]["optim.lr"]}
+PROFILES = {
+    "smoke": {**{k: v for k, v in WIDTH.profiles["smoke"].items() if k != "grid"},
+              "model.base_d_model": 16, "model.d_model": 16, "model.n_heads": 1,
+              "grid": {"train.tokens": [1_024, 2_048], "optim.lr": [3e-3, 1e-2, 3e-2]}},
+    "cpu": {},
+}
+FIGURES = ["mup_horizon"]
