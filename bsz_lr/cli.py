@@ -30,17 +30,25 @@ def _writable_dir(path: Path, flag: str) -> None:
 
 
 def _train(args) -> int:
+    import contextlib
+    from . import sharding
     from .signals import EXIT_CODES
     from .train import enable_compilation_cache, train
     cfg = apply_overrides(Config(), args.overrides)
+    mesh_spec = sharding.MeshSpec.parse(args.mesh) if args.mesh else None
     out = Path(args.out) if args.out else Path("runs") / "train" / config_hash(cfg)
-    _writable_dir(out, "--out")
+    sharding.initialize(args.coordinator, args.num_processes, args.process_id)   # multi-host, if asked / detected
+    lead = sharding.is_lead()
+    if lead:
+        _writable_dir(out, "--out")
+    if mesh_spec is not None:
+        sharding.set_mesh(sharding.make_mesh(mesh_spec))
     from .store import RunLock
     enable_compilation_cache()
-    with RunLock(out) as lock:
-        if not lock.acquire():
+    with RunLock(out) if lead else contextlib.nullcontext() as lock:   # one claim per job, by process 0
+        if lock is not None and not lock.acquire():
             raise ConfigError(f"--out {out}: another process is training this run")
-        status = train(cfg, out, progress=not args.no_progress)
+        status = train(cfg, out, progress=not args.no_progress and lead)
     if status["status"] == "interrupted":
         print(f"bsz_lr: {status['reason']}; run the same command to resume ({out})", file=sys.stderr)
     print(json.dumps({"run_dir": str(out), **status}))
@@ -74,6 +82,10 @@ def _sweep(args) -> int:
         assert 0 <= i < n
     except (ValueError, AssertionError):
         raise ConfigError(f"--shard: expected i/n with 0 <= i < n, got {args.shard!r}") from None
+    if args.mesh:
+        from .sharding import MeshSpec
+        MeshSpec.parse(args.mesh)                        # a bad value fails here, not in every worker
+        os.environ["BSZ_LR_MESH"] = args.mesh
     exps = dependency_order([load_experiment(f) for f in args.files])
     wanted, todo = args.profile.split(","), []
     for exp in exps:                        # every file and profile is checked before anything trains
@@ -167,6 +179,12 @@ def main(argv=None) -> int:
     t = sub.add_parser("train", help="train one model (resumes if --out holds a checkpoint)")
     t.add_argument("--out", help="run directory (default runs/train/<config hash>)")
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--mesh", metavar="data=D,fsdp=F",
+                   help="device mesh (default: every device on data; BSZ_LR_MESH sets it too)")
+    t.add_argument("--coordinator", metavar="HOST:PORT", help="multi-host: process 0's address (with the two below; "
+                   "without them a SLURM / TPU job is detected from its environment)")
+    t.add_argument("--num-processes", type=_positive_int("--num-processes"), help="multi-host: number of processes")
+    t.add_argument("--process-id", type=int, help="multi-host: this process's index, 0 .. n-1")
     t.add_argument("overrides", nargs="*", metavar="key=value")
     t.set_defaults(fn=_train)
 
@@ -184,6 +202,7 @@ def main(argv=None) -> int:
     e.add_argument("--vmap", type=_positive_int("vmap"), default=1,
                    help="train up to this many runs differing only in LR / seed as one vmapped program")
     e.add_argument("--shard", default="0/1", help="i/n: run only this disjoint slice (e.g. a SLURM array task)")
+    e.add_argument("--mesh", metavar="data=D,fsdp=F", help="device mesh of each run (sets BSZ_LR_MESH for the workers)")
     e.set_defaults(fn=_sweep)
 
     pr = sub.add_parser("prune", help="delete the checkpoints of finished runs nothing needs (branches done)")

@@ -196,12 +196,17 @@ def sequence_windows(seed: int, start: int, count: int, n_windows: int) -> np.nd
     return out
 
 
-def batch_at(train: np.ndarray, seed: int, step: int, schedule: BatchSchedule) -> np.ndarray:
-    """int32 [B, T+1] token windows for optimizer step `step` (inputs + next-token targets)."""
+def batch_at(train: np.ndarray, seed: int, step: int, schedule: BatchSchedule,
+             rows: tuple[int, int] | None = None) -> np.ndarray:
+    """int32 [B, T+1] token windows for optimizer step `step` (inputs + next-token targets);
+    rows=(r0, r1): only rows r0 .. r1-1 of that batch (what one host of a multi-host job holds)."""
     T = schedule.seq_len
     n_windows = (train.size - 1) // T
     B = schedule.batch_at(step)
-    w = sequence_windows(seed, schedule.sequences_before(step), B, n_windows)
+    r0, r1 = rows if rows is not None else (0, B)
+    if not 0 <= r0 <= r1 <= B:
+        raise DataError(f"batch_at: rows {r0}..{r1} outside the batch of {B} at step {step}")
+    w = sequence_windows(seed, schedule.sequences_before(step) + r0, r1 - r0, n_windows)
     return np.asarray(train[(w * T)[:, None] + np.arange(T + 1)], dtype=np.int32)
 
 

@@ -38,6 +38,7 @@ import optax
 
 from . import data as data_lib
 from . import metrics as metrics_lib
+from . import sharding as shard_lib
 from .config import Config, ConfigError, ModelConfig, OptimConfig, from_dict, replica_key
 from .model import Transformer, activation_summary, init_params, param_counts
 from .optim import build_optimizer, set_lr
@@ -106,6 +107,8 @@ class StepFns(NamedTuple):
     train_chunk: Callable     # (state, batches_KxBxT1, lrs_K) -> (state, {metric: [K]}), jitted
     eval_batch: Callable      # (params, batch_BxT1) -> mean cross-entropy, jitted
     raw_chunk: Callable | None  # train_chunk before jit (for vmap)
+    state_sharding: object = None   # on a mesh: the train state's NamedShardings (else None)
+    mesh: object = None             # the jax.sharding.Mesh the steps are placed on (else None)
 
 
 def grads_fn(model: Transformer, microbatches: int = 1, probe: bool = False):
@@ -140,11 +143,13 @@ def grads_fn(model: Transformer, microbatches: int = 1, probe: bool = False):
 
 @functools.lru_cache(maxsize=32)
 def compiled_fns(model_cfg: ModelConfig, optim_cfg: OptimConfig, metric_names: tuple[str, ...] = (),
-                 microbatches: int = 1):
+                 microbatches: int = 1, mesh=None):
     """StepFns for one model/optimizer shape, jitted once per process (LR and schedule are inputs).
 
     metric_names: the step metrics (metrics.METRICS) the chunk returns, one value per step;
-    microbatches: gradient accumulation over that many micro-batches (see grads_fn).
+    microbatches: gradient accumulation over that many micro-batches (see grads_fn);
+    mesh: place the state and batches on this (data, fsdp) mesh (sharding.py): sharded init,
+    explicit in / out shardings, donated state.  None: plain jit on the default device.
     """
     model = Transformer(model_cfg)
     abstract = jax.eval_shape(lambda: init_params(model_cfg, jax.random.key(0)))
@@ -175,7 +180,17 @@ def compiled_fns(model_cfg: ModelConfig, optim_cfg: OptimConfig, metric_names: t
     def eval_batch(params, batch_BxT1):
         return loss_fn(model, params, batch_BxT1)[1][0]
 
-    return StepFns(init_state, jax.jit(chunk, donate_argnums=donate), jax.jit(eval_batch), chunk)
+    if mesh is None:
+        return StepFns(init_state, jax.jit(chunk, donate_argnums=donate), jax.jit(eval_batch), chunk)
+    st = shard_lib.state_shardings(jax.eval_shape(init_state, 0), mesh)
+    rep = shard_lib.replicated(mesh)
+    init_sharded = jax.jit(init_state, out_shardings=st)
+    return StepFns(lambda seed: init_sharded(seed),
+                   jax.jit(chunk, in_shardings=(st, shard_lib.batch_sharding(mesh, 3, 1), rep),
+                           out_shardings=(st, rep), donate_argnums=(0,)),
+                   jax.jit(eval_batch, in_shardings=(st.params, shard_lib.batch_sharding(mesh, 2, 0)),
+                           out_shardings=rep),
+                   chunk, st, mesh)
 
 
 @functools.lru_cache(maxsize=8)
@@ -283,11 +298,14 @@ def _eval_steps(b: BatchSchedule, t, steps: int) -> frozenset:
     return frozenset(out)
 
 
-def step_fns(cfg: Config, replicas: bool = False) -> StepFns:
-    """The compiled steps for a run config (LR fed as data; the config's step metrics)."""
+def step_fns(cfg: Config, replicas: bool = False, mesh=None) -> StepFns:
+    """The compiled steps for a run config (LR fed as data; the config's step metrics), on `mesh`
+    when given (not with replicas: vmapped groups run on one device)."""
     names = tuple(m.name for m in metrics_lib.step_metrics(cfg))
-    return (replicated_fns if replicas else compiled_fns)(cfg.model, dataclasses.replace(cfg.optim, lr=1.0), names,
-                                                          cfg.train.microbatches)
+    optim = dataclasses.replace(cfg.optim, lr=1.0)
+    if replicas:
+        return replicated_fns(cfg.model, optim, names, cfg.train.microbatches)
+    return compiled_fns(cfg.model, optim, names, cfg.train.microbatches, mesh)
 
 
 # ---------------------------------------------------------------------------
@@ -396,6 +414,7 @@ class _Run:
 
     def __init__(self, cfg: Config, p: RunPlan, run_dir: Path):
         self.cfg, self.p, self.dir = cfg, p, Path(run_dir)
+        self.lead = shard_lib.is_lead()       # multi-host: process 0 alone writes the run's files
         cfg_path = self.dir / "config.json"
         if cfg_path.exists():
             try:
@@ -404,7 +423,7 @@ class _Run:
                 same = False
             if not same:
                 raise ConfigError(f"run dir {self.dir} holds a different config; choose another directory")
-        else:
+        elif self.lead:
             self.dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(cfg_path, cfg.to_dict())
         self.mngr = _manager(self.dir / "ckpt", cfg.train.keep_checkpoints, p.keep_steps)
@@ -422,6 +441,11 @@ class _Run:
         """Drop metrics past the restored step, note the attempt, mark the run running."""
         self.initial_loss, self.elapsed0 = meta["initial_loss"], float(meta["elapsed"])
         self.saved_step = start
+        self.status = {"status": "running", "step": start, "total_steps": self.p.total_steps,
+                       "total_tokens": self.p.total_tokens, "params": counts}
+        if not self.lead:
+            self.out = open(os.devnull, "w")
+            return
         # From a checkpoint, its step's line stays; at the very start, the initial eval is redone.
         rows = read_metrics(self.metrics_path, start - 1 if start == self.p.init_step else start)
         tmp = self.metrics_path.with_name(f".metrics.jsonl.tmp{os.getpid()}")
@@ -430,8 +454,6 @@ class _Run:
         os.replace(tmp, self.metrics_path)
         self.out = open(self.metrics_path, "a")
         record_attempt(self.dir, start)
-        self.status = {"status": "running", "step": start, "total_steps": self.p.total_steps,
-                       "total_tokens": self.p.total_tokens, "params": counts}
         write_json_atomic(self.dir / "status.json", self.status)
 
     def write(self, s0: int, n: int, m_host: dict, val, wall: float, tokens_per_s: float,
@@ -469,7 +491,8 @@ class _Run:
     def save(self, state, step: int, wall: float) -> None:
         self.window.clear()                          # a resumed run starts its window here too
         if not self.diverged and step != self.saved_step:
-            os.fsync(self.out.fileno())              # lines before the checkpoint survive a crash
+            if self.lead:
+                os.fsync(self.out.fileno())          # lines before the checkpoint survive a crash
             p = self.p
             _save(self.mngr, state, {"step": step, "tokens": p.batch.tokens_before(step),
                                      "sequences": p.batch.sequences_before(step),
@@ -501,7 +524,8 @@ class _Run:
                   final_val_loss=last("val_loss") if done else None)
         if st["status"] in DONE:
             st["metrics_sha256"] = metrics_sha256(self.dir)
-        write_json_atomic(self.dir / "status.json", st)
+        if self.lead:
+            write_json_atomic(self.dir / "status.json", st)
         return st
 
 
@@ -518,9 +542,12 @@ def train(cfg: Config, run_dir, *, stop_after: int | None = None, progress: bool
     return train_group([cfg], [run_dir], stop_after=stop_after, progress=progress, position=position)[0]
 
 
-def _start_states(runs: list[_Run], fns, single_init, seeds, parent_dir):
-    """(state, meta per run): restored at the newest step all runs share, a branch start, or fresh."""
+def _start_states(runs: list[_Run], fns, single_init, seeds, parent_dir, shardings=None):
+    """(state, meta per run): restored at the newest step all runs share, a branch start, or fresh.
+    shardings: restore into these (a mesh: whatever device count the checkpoint was written on)."""
     abstract = jax.eval_shape(single_init, seeds[0])
+    if shardings is not None:
+        abstract = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), abstract, shardings)
     if len(runs) == 1:
         r = runs[0]
         state, meta = r.restore(abstract)
@@ -602,15 +629,26 @@ def train_group(cfgs: list[Config], run_dirs, *, stop_after: int | None = None, 
     cfg, p, t = cfgs[0], plans[0], cfgs[0].train
     # Bad data or a bad branch parent fail before anything is written.
     corpus = data_lib.load_corpus(cfg.data, cfg.model.vocab_size)
+    mesh = shard_lib.active_mesh()
+    if mesh is not None and R > 1:
+        raise ConfigError("train_group: vmapped replicas run on one device; use a mesh of one device "
+                          "(--mesh data=1) or train the runs separately")
+    val = data_lib.val_batches(corpus.val, cfg.data.seq_len, t.eval_tokens, cfg.data.batch_size)
+    if mesh is not None:         # every batch shape the run will use, before anything is written
+        for b in {p.batch.batch_at(s) for s in range(p.total_steps)} | {len(v) for v in val}:
+            shard_lib.check_batch(mesh, b)
     from .store import checkpoint_steps
     parent_dir = (_check_parent(cfg, p, Path(run_dirs[0]))
                   if cfg.train.init_from and not checkpoint_steps(run_dirs[0]) else None)
     runs = [_Run(c, pl, d) for c, pl, d in zip(cfgs, plans, run_dirs)]
-    val = data_lib.val_batches(corpus.val, cfg.data.seq_len, t.eval_tokens, cfg.data.batch_size)
     names = tuple(m.name for m in metrics_lib.step_metrics(cfg))
-    single = step_fns(cfg)
+    single = step_fns(cfg, mesh=mesh)
     fns = single if R == 1 else step_fns(cfg, replicas=True)
-    state, metas = _start_states(runs, fns, single.init_state, [c.train.seed for c in cfgs], parent_dir)
+    if mesh is not None:         # global arrays: each process makes only the rows its devices hold
+        val = [shard_lib.global_batch(lambda r0, r1, v=v: v[r0:r1], v.shape, shard_lib.batch_sharding(mesh, 2, 0), 0)
+               for v in val]
+    state, metas = _start_states(runs, fns, single.init_state, [c.train.seed for c in cfgs], parent_dir,
+                                 single.state_sharding)
     metas = [m or {"step": 0, "elapsed": 0.0, "initial_loss": None} for m in metas]
     start = int(metas[0]["step"])
     counts = param_counts(state.params if R == 1 else jax.tree.map(lambda x: x[0], state.params), cfg.model)
@@ -632,17 +670,28 @@ def train_group(cfgs: list[Config], run_dirs, *, stop_after: int | None = None, 
         """(held-out losses per eval batch, computed eval metrics), all async; averaged when written."""
         return [fns.eval_batch(params, b) for b in val], (extra_fn(params, params0) if extra else None)
 
+    def batches_of(s0: int, n: int):
+        """The batches of steps s0 .. s0+n-1 as [n, B, T+1]: numpy, or on a mesh a global array
+        whose rows each process computes for its own devices only."""
+        if mesh is None:
+            return np.stack([data_lib.batch_at(corpus.train, cfg.data.seed, s, p.batch) for s in range(s0, s0 + n)])
+        return shard_lib.global_batch(
+            lambda r0, r1: np.stack([data_lib.batch_at(corpus.train, cfg.data.seed, s, p.batch, rows=(r0, r1))
+                                     for s in range(s0, s0 + n)]),
+            (n, p.batch.batch_at(s0), cfg.data.seq_len + 1), shard_lib.batch_sharding(mesh, 3, 1), 1)
+
+    def lrs_of(s0: int, n: int):
+        lrs = plans[0].lrs(s0, n) if R == 1 else np.stack([pl.lrs(s0, n) for pl in plans])
+        return lrs if mesh is None else shard_lib.host_array(lrs, shard_lib.replicated(mesh))
+
     def run_chunk(state, step: int, n: int):
         """n steps from `step`: one call of scan_steps, or single-step calls (two compiled lengths)."""
-        batches = np.stack([data_lib.batch_at(corpus.train, cfg.data.seed, s, p.batch)
-                            for s in range(step, step + n)])
-        lrs = plans[0].lrs(step, n) if R == 1 else np.stack([pl.lrs(step, n) for pl in plans])
         if n == t.scan_steps:
-            state, m = fns.train_chunk(state, batches, lrs)
+            state, m = fns.train_chunk(state, batches_of(step, n), lrs_of(step, n))
             return state, [m]
         ms = []
         for i in range(n):
-            state, m = fns.train_chunk(state, batches[i:i + 1], lrs[..., i:i + 1])
+            state, m = fns.train_chunk(state, batches_of(step + i, 1), lrs_of(step + i, 1))
             ms.append(m)
         return state, ms
 

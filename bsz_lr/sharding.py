@@ -1,0 +1,166 @@
+"""Placement on devices through JAX's own runtime: a (data, fsdp) mesh, the shardings of the train
+state and the batches, and multi-host start-up.
+
+* Mesh: `data` x `fsdp` devices (`--mesh data=D,fsdp=F` or BSZ_LR_MESH; default: every device on
+  `data`).  Batches are split over both axes (every device holds B / (D F) rows); parameters and
+  the optimizer state are sharded over `fsdp` along their largest dimension that it divides and
+  replicated over `data`.  jit's SPMD partitioner inserts the gathers and reductions.
+* Placement is not part of a run's identity (config.py): the same run may be resumed on another
+  device count, since orbax restores a checkpoint into whatever shardings the new mesh gives.
+* Multi-host: `initialize()` calls jax.distributed.initialize from explicit arguments, or lets it
+  read the cluster's environment (SLURM, TPU pods, ...).  Each process then builds only the batch
+  rows its own devices hold (`global_batch`: the data order is a pure function of the step), and
+  only process 0 writes metrics and status files (train.py).
+
+With one device and no mesh asked for, nothing here is used and a run is exactly what it was.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from .config import ConfigError
+
+__all__ = ["AXES", "MeshSpec", "make_mesh", "active_mesh", "set_mesh", "state_shardings", "batch_sharding",
+           "replicated", "global_batch", "host_array", "check_batch", "initialize", "is_lead"]
+
+AXES = ("data", "fsdp")
+_MESH: Mesh | None = None
+
+
+@dataclass(frozen=True)
+class MeshSpec:
+    data: int = 0          # 0: every device the fsdp axis leaves
+    fsdp: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> "MeshSpec":
+        """'data=4,fsdp=2' (either may be left out)."""
+        vals = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, eq, val = part.partition("=")
+            if not eq or key not in ("data", "fsdp") or not val.isdigit():
+                raise ConfigError(f"--mesh: expected data=N,fsdp=M, got {text!r}")
+            vals[key] = int(val)
+        if vals.get("fsdp", 1) < 1:
+            raise ConfigError(f"--mesh: fsdp must be >= 1, got {vals['fsdp']}")
+        return cls(**vals)
+
+
+def make_mesh(spec: MeshSpec = MeshSpec(), devices=None) -> Mesh:
+    """The (data, fsdp) mesh over `devices` (default: all of them, across processes)."""
+    devices = list(jax.devices() if devices is None else devices)
+    n = len(devices)
+    if n % spec.fsdp:
+        raise ConfigError(f"--mesh: fsdp={spec.fsdp} does not divide the {n} devices")
+    data = spec.data or n // spec.fsdp
+    if data * spec.fsdp != n:
+        raise ConfigError(f"--mesh: data={data} x fsdp={spec.fsdp} != {n} devices")
+    return Mesh(np.array(devices).reshape(data, spec.fsdp), AXES)
+
+
+def set_mesh(mesh: Mesh | None) -> None:
+    """Use `mesh` for the runs this process trains from now on (None: plain single-device jit)."""
+    global _MESH
+    _MESH = mesh
+
+
+def active_mesh() -> Mesh | None:
+    """The mesh runs are placed on: set_mesh's, else BSZ_LR_MESH's, else None on one device and the
+    default data mesh over several."""
+    if _MESH is not None:
+        return _MESH
+    text = os.environ.get("BSZ_LR_MESH", "")
+    if text:
+        return make_mesh(MeshSpec.parse(text))
+    return make_mesh() if jax.device_count() > 1 else None
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def _leaf_spec(shape, fsdp: int) -> P:
+    """Shard the largest dimension fsdp divides (ties: the first); scalars, vectors and leaves with
+    no such dimension are replicated."""
+    if fsdp == 1 or len(shape) < 2:
+        return P()
+    dims = [i for i in np.argsort([-s for s in shape], kind="stable") if shape[i] % fsdp == 0]
+    if not dims:
+        return P()
+    spec = [None] * len(shape)
+    spec[dims[0]] = "fsdp"
+    return P(*spec)
+
+
+def state_shardings(abstract_state, mesh: Mesh):
+    """NamedShardings for a train state (params and optimizer state alike, leaf by leaf)."""
+    fsdp = mesh.shape["fsdp"]
+    return jax.tree.map(lambda a: NamedSharding(mesh, _leaf_spec(np.shape(a), fsdp)), abstract_state)
+
+
+def batch_sharding(mesh: Mesh, ndim: int, batch_axis: int) -> NamedSharding:
+    """Rows (axis batch_axis) split over every device of the mesh, the other axes whole."""
+    spec = [None] * ndim
+    spec[batch_axis] = AXES
+    return NamedSharding(mesh, P(*spec))
+
+
+def check_batch(mesh: Mesh, batch: int, what: str = "data.batch_size") -> None:
+    if batch % mesh.size:
+        raise ConfigError(f"{what}: {batch} sequences cannot be split over the {mesh.size} devices of the "
+                          f"mesh (data={mesh.shape['data']} x fsdp={mesh.shape['fsdp']})")
+
+
+def global_batch(rows_fn, shape: tuple, sharding: NamedSharding, batch_axis: int):
+    """A global jax.Array of `shape` whose rows (axis batch_axis, the only one the sharding splits)
+    come from rows_fn(r0, r1) -> np.ndarray with rows r0 .. r1-1: each process computes only the
+    rows its own devices hold."""
+    def rows(index):
+        r0, r1, _ = index[batch_axis].indices(shape[batch_axis])
+        return rows_fn(r0, r1)
+    return jax.make_array_from_callback(shape, sharding, rows)
+
+
+def host_array(x: np.ndarray, sharding: NamedSharding):
+    """A global jax.Array from a value every process holds in full (e.g. the LRs of a chunk)."""
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def initialize(coordinator: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None) -> bool:
+    """Start JAX's distributed runtime: from the arguments when given (all three), else from the
+    cluster environment jax.distributed knows (SLURM, TPU, ...) when one is detected; on a single
+    machine without either, do nothing.  True when the runtime was started."""
+    given = [coordinator, num_processes, process_id]
+    if any(x is not None for x in given):
+        if any(x is None for x in given):
+            raise ConfigError("--coordinator, --num-processes and --process-id go together")
+        if not 0 <= process_id < num_processes:
+            raise ConfigError(f"--process-id: {process_id} is not in [0, {num_processes})")
+        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                                   process_id=process_id)
+        return True
+    if _cluster_env():
+        jax.distributed.initialize()
+        return True
+    return False
+
+
+def _cluster_env() -> bool:
+    """A multi-process job that jax.distributed.initialize() can configure by itself."""
+    env = os.environ
+    if int(env.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_JOB_ID" in env:
+        return True
+    return bool(env.get("JAX_COORDINATOR_ADDRESS")) or bool(env.get("TPU_WORKER_HOSTNAMES", "").count(","))
+
+
+def is_lead() -> bool:
+    """Process 0 of a multi-process job (the one that writes files), or the only process."""
+    return jax.process_index() == 0

@@ -1,0 +1,169 @@
+"""sharding.py: the (data, fsdp) mesh, state and batch placement, per-process batch rows and the
+multi-host launch arguments.  Several devices are forced on the CPU in a subprocess (the device
+count is fixed when JAX starts)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from bsz_lr import sharding as S
+from bsz_lr.config import Config, ConfigError, apply_overrides
+from bsz_lr.data import DataError, batch_at, load_corpus
+from bsz_lr.schedules import BatchSchedule
+from tests.conftest import TINY
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Trains TINY on meshes of 1 / 2 / 4 / 8 devices and on data=4 x fsdp=2, then a run cut at step 30
+# on 4 devices and resumed on fsdp=2; prints every run's (step, train loss, val loss) lines and the
+# placement of the parameters under fsdp.
+SCRIPT = r"""
+import json, sys
+from pathlib import Path
+import jax
+from bsz_lr import sharding as S
+from bsz_lr.config import Config, ConfigError, apply_overrides
+from bsz_lr.train import enable_compilation_cache, step_fns, train
+enable_compilation_cache()
+cfg = apply_overrides(Config(), json.loads(sys.argv[2]))
+tmp = Path(sys.argv[1])
+mesh = lambda d, f: S.make_mesh(S.MeshSpec(d, f), jax.devices()[:d * f])
+lines = lambda d: [(r["step"], r.get("train_loss"), r.get("val_loss")) for r in map(json.loads, open(d / "metrics.jsonl"))]
+out = {"devices": jax.device_count()}
+for name, (d, f) in {"1": (1, 1), "2": (2, 1), "4": (4, 1), "8": (8, 1), "4x2": (4, 2)}.items():
+    S.set_mesh(mesh(d, f))
+    assert train(cfg, tmp / name, progress=False)["status"] == "completed"
+    out[name] = lines(tmp / name)
+S.set_mesh(mesh(4, 1))
+train(cfg, tmp / "cut", progress=False, stop_after=30)
+S.set_mesh(mesh(1, 2))
+out["resumed"] = train(cfg, tmp / "cut", progress=False)["status"]
+out["cut"] = lines(tmp / "cut")
+m = mesh(4, 2)
+params = step_fns(cfg, mesh=m).init_state(0).params
+out["fsdp_leaves"] = sorted(str(x.sharding.spec) for x in jax.tree.leaves(params))
+out["shard_rows"] = [x.addressable_shards[0].data.shape[0] / x.shape[0] for x in jax.tree.leaves(params)
+                     if "fsdp" in str(x.sharding.spec) and x.sharding.spec[0] == "fsdp"]
+S.set_mesh(mesh(8, 1))
+try:
+    train(apply_overrides(cfg, {"data.batch_size": 4}), tmp / "odd", progress=False)
+    out["odd"] = "trained"
+except ConfigError as e:
+    out["odd"] = str(e)
+out["odd_written"] = (tmp / "odd").exists()
+print("RESULT" + json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def meshes(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mesh")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "PYTHONPATH": str(ROOT)}
+    env.pop("BSZ_LR_MESH", None)
+    over = dict(x.split("=", 1) for x in TINY)
+    p = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp), json.dumps(over)], env=env, cwd=ROOT,
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(p.stdout.split("RESULT", 1)[1])
+
+
+def _close(a, b, rtol=1e-5):
+    assert [r[0] for r in a] == [r[0] for r in b]
+    for ra, rb in zip(a, b):
+        for x, y in zip(ra[1:], rb[1:]):
+            assert (x is None) == (y is None) and (x is None or x == pytest.approx(y, rel=rtol))
+
+
+def test_every_device_count_and_fsdp_give_the_same_losses(meshes):
+    assert meshes["devices"] == 8
+    for name in ("2", "4", "8", "4x2"):
+        _close(meshes[name], meshes["1"])     # float summation order only: same to ~1e-7 here
+
+
+def test_a_run_resumes_on_another_device_count(meshes):
+    assert meshes["resumed"] == "completed"
+    _close(meshes["cut"], meshes["1"])
+
+
+def test_fsdp_shards_parameters_and_data_replicates_them(meshes):
+    assert any("fsdp" in s for s in meshes["fsdp_leaves"])               # matrices split over fsdp
+    assert "P()" in meshes["fsdp_leaves"]                               # norm gains replicated
+    assert meshes["shard_rows"] and all(f == 0.5 for f in meshes["shard_rows"])   # each device: half
+
+
+def test_a_batch_that_does_not_split_over_the_mesh_fails_before_writing(meshes):
+    assert "data.batch_size: 4 sequences cannot be split over the 8 devices" in meshes["odd"]
+    assert not meshes["odd_written"]
+
+
+def test_mesh_spec_and_mesh_errors():
+    assert S.MeshSpec.parse("data=4,fsdp=2") == S.MeshSpec(4, 2)
+    assert S.MeshSpec.parse("fsdp=1") == S.MeshSpec(0, 1)
+    for bad in ("data=x", "model=2", "4,2", "fsdp=0"):
+        with pytest.raises(ConfigError, match="--mesh"):
+            S.MeshSpec.parse(bad)
+    m = S.make_mesh()
+    assert m.axis_names == S.AXES and m.size == jax.device_count()
+    with pytest.raises(ConfigError, match="fsdp=2 does not divide the 1 devices"):
+        S.make_mesh(S.MeshSpec(0, 2), jax.devices()[:1])
+    with pytest.raises(ConfigError, match="data=2 x fsdp=1 != 1 devices"):
+        S.make_mesh(S.MeshSpec(2, 1), jax.devices()[:1])
+
+
+def test_leaf_specs_shard_the_largest_divisible_dimension():
+    spec = S._leaf_spec
+    assert spec((64, 256), 2) == S.P(None, "fsdp")
+    assert spec((256, 64), 4) == S.P("fsdp", None)
+    assert spec((4, 33, 64), 2) == S.P(None, None, "fsdp")      # 33 is larger but does not divide
+    assert spec((3, 5), 2) == S.P() and spec((128,), 2) == S.P() and spec((), 2) == S.P()
+    assert spec((64, 256), 1) == S.P()
+
+
+def test_batch_rows_are_slices_of_the_global_batch():
+    cfg = apply_overrides(Config(), TINY)
+    corpus = load_corpus(cfg.data, 256)
+    sched = BatchSchedule.from_config(cfg)
+    full = batch_at(corpus.train, 3, 17, sched)
+    assert np.array_equal(np.concatenate([batch_at(corpus.train, 3, 17, sched, rows=(0, 3)),
+                                          batch_at(corpus.train, 3, 17, sched, rows=(3, 8))]), full)
+    with pytest.raises(DataError, match="rows 2..9 outside the batch of 8"):
+        batch_at(corpus.train, 3, 17, sched, rows=(2, 9))
+    # a global array built row-block by row-block is the batch itself
+    mesh = S.make_mesh()
+    arr = S.global_batch(lambda r0, r1: full[r0:r1], full.shape, S.batch_sharding(mesh, 2, 0), 0)
+    assert np.array_equal(np.asarray(arr), full)
+    assert np.array_equal(np.asarray(S.host_array(full, S.replicated(mesh))), full)
+
+
+def test_launch_arguments_and_cluster_detection(monkeypatch):
+    with pytest.raises(ConfigError, match="go together"):
+        S.initialize("localhost:1234", None, 0)
+    with pytest.raises(ConfigError, match="--process-id: 2 is not in"):
+        S.initialize("localhost:1234", 2, 2)
+    for k in ("SLURM_NTASKS", "SLURM_JOB_ID", "JAX_COORDINATOR_ADDRESS", "TPU_WORKER_HOSTNAMES"):
+        monkeypatch.delenv(k, raising=False)
+    assert not S._cluster_env() and S.initialize() is False          # one machine: nothing to start
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    assert not S._cluster_env()                                       # a one-task SLURM job
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    assert S._cluster_env()
+    monkeypatch.delenv("SLURM_NTASKS")
+    monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "t0,t1")
+    assert S._cluster_env()
+    assert S.is_lead()
+
+
+def test_cli_mesh_errors_are_one_line(tmp_path, capsys):
+    from bsz_lr.cli import main
+    assert main(["train", "--out", str(tmp_path / "r"), "--mesh", "data=two", "model.size=nano"]) == 2
+    assert "--mesh: expected data=N,fsdp=M" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "r"), "--process-id", "0", "model.size=nano"]) == 2
+    assert "go together" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
