@@ -65,7 +65,8 @@ def flops_per_token(counts: dict, cfg: Config) -> float:
 def measure_model(cfg: Config, corpus, scan_steps: int, chunks: int = 0, seconds: float = 0.0) -> dict:
     """Steady-state tokens/s of the real jitted train chunk (compile excluded), over `chunks`
     calls or, if `seconds` is given, as many calls as fit in that time."""
-    init_state, train_chunk, _, _ = step_fns(cfg)
+    f = step_fns(cfg)
+    init_state, train_chunk = f.init_state, f.train_chunk
     state = init_state(0)
     sched = BatchSchedule.from_config(cfg)
     batches = np.stack([batch_at(corpus.train, 0, s, sched) for s in range(scan_steps)])
@@ -388,7 +389,8 @@ def profile_step(cfg: Config, top: int = 25, label: str = "") -> list[dict]:
     import re
     import tempfile
     corpus = load_corpus(cfg.data, cfg.model.vocab_size)
-    init_state, train_chunk, _, _ = step_fns(cfg)
+    f = step_fns(cfg)
+    init_state, train_chunk = f.init_state, f.train_chunk
     state, K = init_state(0), 10
     sched = BatchSchedule.from_config(cfg)
     batches = np.stack([batch_at(corpus.train, 0, s, sched) for s in range(K)])

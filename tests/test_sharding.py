@@ -167,3 +167,44 @@ def test_cli_mesh_errors_are_one_line(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "r"), "--process-id", "0", "model.size=nano"]) == 2
     assert "go together" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+# Two processes of 2 CPU devices each (4 in all, data=2 x fsdp=2) over JAX's distributed runtime
+# with gloo collectives: process 0 alone writes the run files.
+MULTI = r"""
+import json, sys
+from pathlib import Path
+import jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+from bsz_lr import sharding as S
+S.initialize(sys.argv[3], 2, int(sys.argv[2]))
+from bsz_lr.config import Config, apply_overrides
+from bsz_lr.train import enable_compilation_cache, train
+enable_compilation_cache()
+S.set_mesh(S.make_mesh(S.MeshSpec(0, 2)))
+st = train(apply_overrides(Config(), json.loads(sys.argv[4])), Path(sys.argv[1]), progress=False)
+print("RESULT" + json.dumps({"process": jax.process_index(), "devices": jax.device_count(), "status": st["status"]}))
+"""
+
+
+def test_two_processes_train_one_run_like_one_device(meshes, tmp_path):
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "PYTHONPATH": str(ROOT)}
+    env.pop("BSZ_LR_MESH", None)
+    over = json.dumps(dict(x.split("=", 1) for x in TINY))
+    procs = [subprocess.Popen([sys.executable, "-c", MULTI, str(tmp_path / "run"), str(i), f"127.0.0.1:{port}", over],
+                              env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    res = [json.loads(out.split("RESULT", 1)[1]) for out, _ in outs]
+    assert sorted(r["process"] for r in res) == [0, 1] and all(r["devices"] == 4 for r in res)
+    assert all(r["status"] == "completed" for r in res)
+    lines = [(r["step"], r.get("train_loss"), r.get("val_loss"))
+             for r in map(json.loads, open(tmp_path / "run" / "metrics.jsonl"))]
+    _close(lines, meshes["1"])
+    assert len(open(tmp_path / "run" / "attempts.jsonl").readlines()) == 1     # one writer
