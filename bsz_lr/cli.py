@@ -162,13 +162,25 @@ def _bench(args) -> int:
 
 
 def _info(args) -> int:
+    import jax
+    from . import sharding
     from .data import load_corpus
     from .model import counts_of
     cfg = apply_overrides(Config(), args.overrides)
+    spec = sharding.MeshSpec.parse(args.mesh) if args.mesh else sharding.MeshSpec()
+    n = args.devices or jax.device_count()
+    mem = sharding.memory_estimate(cfg, spec, n)
+    limit = args.device_memory_gb * 2 ** 30 if args.device_memory_gb else sharding.device_memory()
     corpus = load_corpus(cfg.data, cfg.model.vocab_size)
     print(json.dumps({"config_hash": config_hash(cfg), "params": counts_of(cfg.model),
                       "train_tokens": int(corpus.train.size), "val_tokens": int(corpus.val.size),
+                      "memory_per_device_gib": {k: round(v / 2 ** 30, 4) if k not in ("devices", "data", "fsdp",
+                                                "sequences_per_device") else v for k, v in mem.items()},
                       "config": cfg.to_dict()}, indent=1))
+    if limit and mem["total"] > limit:
+        print(f"bsz_lr: warning: ~{mem['total'] / 2 ** 30:.1f} GiB per device will not fit in {limit / 2 ** 30:.1f} GiB; "
+              "try model.remat=true, model.compute_dtype=bfloat16, a larger fsdp or a smaller data.batch_size",
+              file=sys.stderr)
     return 0
 
 
@@ -240,6 +252,9 @@ def main(argv=None) -> int:
 
     i = sub.add_parser("info", help="resolved config, parameter counts and corpus sizes")
     i.add_argument("overrides", nargs="*", metavar="key=value")
+    i.add_argument("--mesh", metavar="data=D,fsdp=F", help="estimate memory per device on this mesh")
+    i.add_argument("--devices", type=_positive_int("--devices"), help="device count (default: this machine's)")
+    i.add_argument("--device-memory-gb", type=float, help="warn above this (default: what the device reports)")
     i.set_defaults(fn=_info)
 
     args = ap.parse_args(argv)

@@ -50,6 +50,7 @@ OPTIMIZERS = ("adamw", "muon", "mousse")
 PARAMETRIZATIONS = ("sp", "mup")
 MUP_READOUTS = ("mult", "zero")
 NS_DTYPES = ("bfloat16", "float32")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 MOUSSE_SIDES = ("both", "left", "right")
 # Parameter roles (named by model.param_roles; parametrization and optimizers act per role).
 ROLES = ("embedding", "head", "hidden", "out_proj", "router", "expert", "expert_out", "vector")
@@ -90,6 +91,10 @@ class ModelConfig:
     mup_scale_wd: bool = True       # muP, optim.wd_mode=coupled: hidden WD x m (eta x lambda fixed)
     depth_alpha: float = 0.0        # 0: no depth scaling; 0.5 Depth-muP; 1 CompleteP
     base_n_layers: int = 0          # the depth the multipliers are 1 at (0: this depth)
+    # Precision and memory (accelerators): parameters, optimizer state, norms, softmax, logits and
+    # the loss stay float32; compute_dtype is the dtype of the matmuls and activations.
+    compute_dtype: str = "float32"  # float32 | bfloat16 (slower on this CPU: README, CPU speed)
+    remat: bool = False             # recompute each block's activations in the backward pass
 
     def __post_init__(self):
         p = "model."
@@ -121,6 +126,8 @@ class ModelConfig:
         _check(_finite(self.depth_alpha) and 0 <= self.depth_alpha <= 1, p + "depth_alpha",
                f"must be in [0, 1], got {self.depth_alpha}")
         _check(self.base_n_layers >= 0, p + "base_n_layers", f"must be >= 0, got {self.base_n_layers}")
+        _check(self.compute_dtype in COMPUTE_DTYPES, p + "compute_dtype",
+               f"must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}")
         _check(self.moe_aux_coef >= 0 and _finite(self.moe_aux_coef), p + "moe_aux_coef",
                f"must be >= 0 and finite, got {self.moe_aux_coef}")
         _check(self.moe_z_coef >= 0 and _finite(self.moe_z_coef), p + "moe_z_coef",
@@ -598,6 +605,8 @@ ADDED_FIELDS: dict[str, object] = {
     "model.depth_alpha": 0.0,
     "model.base_n_layers": 0,
     "train.analysis": False,
+    "model.compute_dtype": "float32",
+    "model.remat": False,
 }
 
 # Behaviour changes that alter the numbers of some configs without a field changing: (name, applies).

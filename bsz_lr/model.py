@@ -25,7 +25,7 @@ import numpy as np
 from . import parametrization as pz
 from .config import ModelConfig
 
-__all__ = ["Transformer", "init_params", "param_roles", "param_counts", "counts_of", "rope", "activation_summary"]
+__all__ = ["Transformer", "init_params", "param_roles", "param_counts", "counts_of", "compute_params", "rope", "activation_summary"]
 
 
 def _normal(cfg: ModelConfig, role: str):
@@ -221,8 +221,9 @@ class Transformer(nn.Module):
                            name="embed")(tokens_BxT)
         self.sow("intermediates", "embed_out", x_BxTxD)
         auxes = []
+        block = nn.remat(Block) if c.remat else Block    # remat: keep only each block's input
         for i in range(c.n_layers):
-            x_BxTxD, aux = Block(c, name=f"block_{i}")(x_BxTxD)
+            x_BxTxD, aux = block(c, name=f"block_{i}")(x_BxTxD)
             auxes.append(aux)
         x_BxTxD = RMSNorm(name="norm_f")(x_BxTxD)
         logits_BxTxV = nn.Dense(c.vocab_size, use_bias=False, kernel_init=_normal(c, "head"),
@@ -268,6 +269,16 @@ def activation_summary(intermediates) -> dict:
     if ent:
         out["router_entropy"] = jnp.mean(jnp.stack(ent))
     return out
+
+
+def compute_params(params, cfg: ModelConfig):
+    """The parameters in the config's compute dtype (model.compute_dtype): the float32 masters
+    cast for the forward pass; the gradient flows back through the cast in float32.  Norms,
+    softmax and logits are computed in float32 whatever the compute dtype (RMSNorm, _attend,
+    Transformer), and so is the loss."""
+    if cfg.compute_dtype == "float32":
+        return params
+    return jax.tree.map(lambda p: p.astype(jnp.dtype(cfg.compute_dtype)), params)
 
 
 def param_roles(params) -> dict:

@@ -27,7 +27,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from .config import ConfigError
 
 __all__ = ["AXES", "MeshSpec", "make_mesh", "active_mesh", "set_mesh", "state_shardings", "batch_sharding",
-           "replicated", "global_batch", "host_array", "check_batch", "initialize", "is_lead"]
+           "replicated", "global_batch", "host_array", "check_batch", "initialize", "is_lead", "memory_estimate",
+           "device_memory", "mesh_shape"]
 
 AXES = ("data", "fsdp")
 _MESH: Mesh | None = None
@@ -55,13 +56,17 @@ class MeshSpec:
 def make_mesh(spec: MeshSpec = MeshSpec(), devices=None) -> Mesh:
     """The (data, fsdp) mesh over `devices` (default: all of them, across processes)."""
     devices = list(jax.devices() if devices is None else devices)
-    n = len(devices)
+    return Mesh(np.array(devices).reshape(mesh_shape(spec, len(devices))), AXES)
+
+
+def mesh_shape(spec: MeshSpec, n: int) -> tuple[int, int]:
+    """(data, fsdp) of the spec on n devices, or a one-line error."""
     if n % spec.fsdp:
         raise ConfigError(f"--mesh: fsdp={spec.fsdp} does not divide the {n} devices")
     data = spec.data or n // spec.fsdp
     if data * spec.fsdp != n:
         raise ConfigError(f"--mesh: data={data} x fsdp={spec.fsdp} != {n} devices")
-    return Mesh(np.array(devices).reshape(data, spec.fsdp), AXES)
+    return data, spec.fsdp
 
 
 def set_mesh(mesh: Mesh | None) -> None:
@@ -164,3 +169,40 @@ def _cluster_env() -> bool:
 def is_lead() -> bool:
     """Process 0 of a multi-process job (the one that writes files), or the only process."""
     return jax.process_index() == 0
+
+
+def memory_estimate(cfg, spec: MeshSpec, n_devices: int) -> dict:
+    """Bytes per device of a training step on a (data, fsdp) mesh of n_devices: exact for the
+    parameters, gradients and optimizer state (from their shapes, sharded over fsdp), an estimate
+    for the activations kept for the backward pass (per layer and sequence: ~(16 D + 3 F) values
+    for norms, projections, RoPE and the FFN, plus the H T^2 attention scores twice; with
+    model.remat only each block's input and one block's working set), and the f32 logits and
+    their gradient."""
+    from .model import init_params
+    from .optim import build_optimizer
+    m = cfg.model
+    data, fsdp = mesh_shape(spec, n_devices)
+    abstract = jax.eval_shape(lambda: init_params(m, jax.random.key(0)))
+    opt = jax.eval_shape(build_optimizer(cfg.optim, abstract, m).init, abstract)
+    size = lambda tree: sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+    b = cfg.data.batch_size / (data * fsdp)          # sequences per device
+    T, D, L, H, V = cfg.data.seq_len, m.d_model, m.n_layers, m.n_heads, m.vocab_size
+    F = m.top_k * m.expert_width if m.ffn == "moe" else m.ffn_width
+    a = np.dtype(m.compute_dtype).itemsize
+    layer = a * b * T * (16 * D + 3 * F) + a * 2 * b * H * T * T
+    acts = (L * a * b * T * D + layer) if m.remat else L * layer
+    out = {"params": size(abstract) / fsdp, "grads": size(abstract) / fsdp, "optimizer": size(opt) / fsdp,
+           "compute_copy": size(abstract) / fsdp * a / 4 if a != 4 else 0.0,
+           "activations": acts, "logits": 2 * 4 * b * T * V}
+    out["total"] = sum(out.values())
+    out.update(devices=n_devices, data=data, fsdp=fsdp, sequences_per_device=b)
+    return out
+
+
+def device_memory() -> int | None:
+    """Bytes of memory of the first device, when the backend reports it (GPUs, TPUs; not the CPU)."""
+    try:
+        stats = jax.devices()[0].memory_stats() or {}
+    except Exception:  # backends without memory stats raise various errors
+        return None
+    return stats.get("bytes_limit")

@@ -40,7 +40,7 @@ from . import data as data_lib
 from . import metrics as metrics_lib
 from . import sharding as shard_lib
 from .config import Config, ConfigError, ModelConfig, OptimConfig, from_dict, replica_key
-from .model import Transformer, activation_summary, init_params, param_counts
+from .model import Transformer, activation_summary, compute_params, init_params, param_counts
 from .optim import build_optimizer, set_lr
 from .schedules import BatchSchedule, lr_factor
 from .signals import StopRequest, maybe_inject_fault
@@ -91,6 +91,7 @@ def compile_counts() -> collections.Counter:
 def loss_fn(model: Transformer, params, batch_BxT1, probe: bool = False):
     """Mean next-token cross-entropy (nats/token) plus the MoE auxiliary terms.
     probe: also aux["act"], the activation scalars of train.analysis (model.activation_summary)."""
+    params = compute_params(params, model.cfg)
     if probe:
         (logits_BxTxV, aux), st = model.apply({"params": params}, batch_BxT1[:, :-1], mutable=["intermediates"])
         aux = {**aux, "act": activation_summary(st["intermediates"])}

@@ -208,3 +208,32 @@ def test_two_processes_train_one_run_like_one_device(meshes, tmp_path):
              for r in map(json.loads, open(tmp_path / "run" / "metrics.jsonl"))]
     _close(lines, meshes["1"])
     assert len(open(tmp_path / "run" / "attempts.jsonl").readlines()) == 1     # one writer
+
+
+def test_memory_estimate_against_closed_forms():
+    from bsz_lr.model import counts_of
+    cfg = apply_overrides(Config(), ["model.size=tiny", "data.seq_len=128", "data.batch_size=32"])
+    n_params = counts_of(cfg.model)["total"]
+    one = S.memory_estimate(cfg, S.MeshSpec(), 1)
+    assert one["params"] == one["grads"] == 4 * n_params
+    assert 2 * one["params"] < one["optimizer"] < 2 * one["params"] + 1024      # Adam: mu and nu, + scalars
+    assert one["compute_copy"] == 0 and one["logits"] == 2 * 4 * 32 * 128 * 256
+    eight = S.memory_estimate(cfg, S.MeshSpec(0, 2), 8)                           # data 4 x fsdp 2
+    assert (eight["data"], eight["fsdp"], eight["sequences_per_device"]) == (4, 2, 4.0)
+    assert eight["params"] == one["params"] / 2 and eight["activations"] == one["activations"] / 8
+    remat = S.memory_estimate(apply_overrides(cfg, {"model.remat": True}), S.MeshSpec(), 1)
+    assert remat["activations"] < one["activations"] and remat["params"] == one["params"]
+    bf16 = S.memory_estimate(apply_overrides(cfg, {"model.compute_dtype": "bfloat16"}), S.MeshSpec(), 1)
+    assert bf16["activations"] == one["activations"] / 2 and bf16["compute_copy"] == one["params"] / 2
+    with pytest.raises(ConfigError, match="fsdp=3 does not divide the 8 devices"):
+        S.memory_estimate(cfg, S.MeshSpec(0, 3), 8)
+
+
+def test_info_prints_the_estimate_and_warns_when_it_will_not_fit(capsys):
+    from bsz_lr.cli import main
+    assert main(["info", "--devices", "8", "--mesh", "fsdp=2", "model.size=tiny"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["memory_per_device_gib"]["fsdp"] == 2 and out["memory_per_device_gib"]["total"] > 0
+    assert main(["info", "--device-memory-gb", "0.001", "model.size=small"]) == 0
+    assert "will not fit in 0.0 GiB; try model.remat=true" in capsys.readouterr().err
+    assert main(["info", "--devices", "3", "--mesh", "fsdp=2", "model.size=tiny"]) == 2
