@@ -57,6 +57,12 @@ try:
 except ConfigError as e:
     out["odd"] = str(e)
 out["odd_written"] = (tmp / "odd").exists()
+import re, numpy as np
+for impl in ("dense", "ragged"):      # which collectives the MoE layer needs under data parallelism
+    moe = apply_overrides(cfg, {"model.ffn": "moe", "model.n_experts": 4, "model.top_k": 2, "model.moe_impl": impl})
+    f = step_fns(moe, mesh=mesh(8, 1))
+    hlo = f.train_chunk.lower(f.init_state(0), np.zeros((2, 8, 33), np.int32), np.zeros(2, np.float32)).compile().as_text()
+    out["moe_" + impl] = re.findall(r"= (\S+) all-gather\(", hlo)
 print("RESULT" + json.dumps(out))
 """
 
@@ -237,3 +243,14 @@ def test_info_prints_the_estimate_and_warns_when_it_will_not_fit(capsys):
     assert main(["info", "--device-memory-gb", "0.001", "model.size=small"]) == 0
     assert "will not fit in 0.0 GiB; try model.remat=true" in capsys.readouterr().err
     assert main(["info", "--devices", "3", "--mesh", "fsdp=2", "model.size=tiny"]) == 2
+
+
+def test_moe_under_data_parallelism_never_gathers_the_tokens(meshes):
+    """N = 8 x 32 tokens of width 16 over 8 devices: no device gathers the tokens' hidden states
+    (no all-gather of a [256, 16] or larger array); what is gathered is the router's 4 probabilities
+    per token, and with the ragged layer also the 512 expert ids that its global sort needs."""
+    for impl in ("dense", "ragged"):
+        shapes = meshes["moe_" + impl]
+        assert not any("256,16" in s or "512,16" in s for s in shapes), shapes
+    assert meshes["moe_dense"] == ["f32[256,4]{1,0}"]
+    assert sorted(meshes["moe_ragged"]) == ["f32[256,4]{1,0}", "s32[512]{0}"]
