@@ -23,6 +23,7 @@ __all__ = [
     "ConfigError", "SchemaError", "ROLES", "ModelConfig", "OptimConfig", "ScheduleConfig", "DataConfig",
     "TrainConfig", "Config", "SIZES", "model_size", "apply_overrides",
     "config_hash", "from_dict", "replica_key", "flatten", "canonical", "ADDED_FIELDS", "REVISIONS",
+    "GPU_BASE", "GPU_LADDER",
 ]
 
 
@@ -378,6 +379,19 @@ SIZES: dict[str, dict] = {   # parameter counts with the byte vocabulary (256), 
     "gpu-300m": dict(d_model=1024, n_layers=24, n_heads=16), # 303M
     "gpu-700m": dict(d_model=1536, n_layers=24, n_heads=16), # 680M
     "gpu-1b":   dict(d_model=2048, n_layers=20, n_heads=16), # 1.0B
+}
+
+
+# The gpu profiles' ladder (100M-1B, bf16 compute, T = 1024, 128 sequences = 131k tokens per step),
+# sized for one 80 GB GPU: each entry's micro-batches keep sharding.memory_estimate under 80 GiB
+# (tested).  Experiment files build their `gpu` profiles from GPU_BASE and these entries.
+GPU_BASE: dict[str, object] = {"model.compute_dtype": "bfloat16", "model.moe_impl": "ragged", "data.seq_len": 1024,
+                               "data.batch_size": 128, "train.eval_tokens": 1_048_576, "train.checkpoint_every": 1000}
+GPU_LADDER: dict[str, dict[str, object]] = {
+    "gpu-100m": {"model.size": "gpu-100m", "train.microbatches": 2},
+    "gpu-300m": {"model.size": "gpu-300m", "train.microbatches": 4},
+    "gpu-700m": {"model.size": "gpu-700m", "train.microbatches": 4},
+    "gpu-1b": {"model.size": "gpu-1b", "train.microbatches": 8},
 }
 
 

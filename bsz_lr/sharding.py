@@ -171,11 +171,13 @@ def is_lead() -> bool:
     return jax.process_index() == 0
 
 
-def memory_estimate(cfg, spec: MeshSpec, n_devices: int) -> dict:
-    """Bytes per device of a training step on a (data, fsdp) mesh of n_devices: exact for the
+def memory_estimate(cfg, spec: MeshSpec, n_devices: int, fused_attention: bool | None = None) -> dict:
+    """Bytes per device of a training step on a (data, fsdp) mesh of n_devices (one micro-batch's
+    activations at a time with train.microbatches): exact for the
     parameters, gradients and optimizer state (from their shapes, sharded over fsdp), an estimate
     for the activations kept for the backward pass (per layer and sequence: ~(16 D + 3 F) values
-    for norms, projections, RoPE and the FFN, plus the H T^2 attention scores twice; with
+    for norms, projections, RoPE and the FFN, plus the H T^2 attention scores twice unless the
+    attention is fused (flash-style, the default off the CPU: fused_attention=None); with
     model.remat only each block's input and one block's working set), and the f32 logits and
     their gradient."""
     from .model import init_params
@@ -185,13 +187,15 @@ def memory_estimate(cfg, spec: MeshSpec, n_devices: int) -> dict:
     abstract = jax.eval_shape(lambda: init_params(m, jax.random.key(0)))
     opt = jax.eval_shape(build_optimizer(cfg.optim, abstract, m).init, abstract)
     size = lambda tree: sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
-    b = cfg.data.batch_size / (data * fsdp)          # sequences per device
+    b = cfg.data.batch_size / (data * fsdp) / cfg.train.microbatches   # sequences per device and pass
     T, D, L, H, V = cfg.data.seq_len, m.d_model, m.n_layers, m.n_heads, m.vocab_size
     F = m.top_k * m.expert_width if m.ffn == "moe" else m.ffn_width
     a = np.dtype(m.compute_dtype).itemsize
-    layer = a * b * T * (16 * D + 3 * F) + a * 2 * b * H * T * T
+    fused = jax.default_backend() != "cpu" if fused_attention is None else fused_attention
+    layer = a * b * T * (16 * D + 3 * F) + (0 if fused else a * 2 * b * H * T * T)
     acts = (L * a * b * T * D + layer) if m.remat else L * layer
-    out = {"params": size(abstract) / fsdp, "grads": size(abstract) / fsdp, "optimizer": size(opt) / fsdp,
+    grads = size(abstract) / fsdp * (2 if cfg.train.microbatches > 1 else 1)    # + the accumulator
+    out = {"params": size(abstract) / fsdp, "grads": grads, "optimizer": size(opt) / fsdp,
            "compute_copy": size(abstract) / fsdp * a / 4 if a != 4 else 0.0,
            "activations": acts, "logits": 2 * 4 * b * T * V}
     out["total"] = sum(out.values())

@@ -15,6 +15,8 @@ near-optimal band over every (N, D); `lr_heldout.py` trains the largest size at 
 three smaller sizes predict.
 """
 
+from bsz_lr.config import GPU_BASE, GPU_LADDER, SIZES
+
 NAME = "lr_ladder"
 BASE = {
     "data.corpus": "austen",
@@ -53,5 +55,15 @@ PROFILES = {
                                   "model.ffn": FFNS}],
                  "branches": {"at_tokens": [163_840, 327_680, 655_360, 1_310_720, 2_621_440],
                               "fraction": 0.2, "shape": "1-sqrt"}},
+    # The 100M-1B ladder of config.GPU_LADDER (bf16, T = 1024, 131k tokens per step), D = 0.5-4B
+    # tokens, dense and MoE (ragged experts): not run yet (no GPU has been lent); `sweep --dry-run`
+    # prints each run's FLOPs.
+    "gpu": {**GPU_BASE, "train.tokens": 3_276_800_000, "schedule.warmup_tokens": 52_428_800,
+            "grid": [{("model.d_model", "model.n_layers", "model.n_heads", "train.microbatches"):
+                      [(SIZES[n]["d_model"], SIZES[n]["n_layers"], SIZES[n]["n_heads"], o["train.microbatches"])
+                       for n, o in GPU_LADDER.items()],
+                      "optim.lr": [2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3], "model.ffn": FFNS}],
+            "branches": {"at_tokens": [409_600_000, 819_200_000, 1_638_400_000, 3_276_800_000],
+                         "fraction": 0.2, "shape": "1-sqrt"}},
 }
 FIGURES = ["lr_fig1", "lr_law", "lr_search_cost"]

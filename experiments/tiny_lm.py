@@ -3,6 +3,8 @@
 Until the paper experiments land this is what `make reproduce` trains.
 """
 
+from bsz_lr.config import GPU_BASE, GPU_LADDER
+
 NAME = "tiny_lm"
 BASE = {
     "model.size": "tiny",            # d=64, L=2, 4 heads, ~0.13M params, byte vocab
@@ -21,7 +23,7 @@ PROFILES = {
               "train.eval_every": 20, "train.checkpoint_every": 20, "train.eval_tokens": 2048,
               "schedule.warmup_tokens": 1024},
     "cpu": {"train.tokens": 3_000_000, "train.eval_every": 50, "train.checkpoint_every": 200},
-    "gpu": {"model.size": "gpu-100m", "data.seq_len": 512, "data.batch_size": 64,
+    "gpu": {**GPU_BASE, **GPU_LADDER["gpu-100m"],
             "train.tokens": 300_000_000, "train.eval_every": 500, "train.checkpoint_every": 1000,
             "schedule.warmup_tokens": 10_000_000},
 }

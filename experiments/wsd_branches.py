@@ -5,6 +5,8 @@ One warmup + constant-LR run keeps checkpoints at D_j; from each, a WSD branch d
 measurement both papers build on (LR paper Eq. 4: L(D) = L_0 + A D^-gamma over C_D sizes).
 """
 
+from bsz_lr.config import GPU_BASE, GPU_LADDER
+
 NAME = "wsd_branches"
 BASE = {
     "model.size": "tiny",
@@ -22,7 +24,7 @@ PROFILES = {
               "schedule.warmup_tokens": 1024,
               "branches": {"at_tokens": [2_560, 5_120, 10_240], "fraction": 0.25, "shape": "1-sqrt"}},
     "cpu": {"train.tokens": 2_000_000, "train.eval_every": 50, "train.checkpoint_every": 200},
-    "gpu": {"model.size": "gpu-100m", "data.seq_len": 512, "data.batch_size": 64,
+    "gpu": {**GPU_BASE, **GPU_LADDER["gpu-100m"],
             "train.tokens": 2_000_000_000, "train.eval_every": 500, "train.checkpoint_every": 1000,
             "schedule.warmup_tokens": 20_000_000,
             "branches": {"at_tokens": [250_000_000, 500_000_000, 1_000_000_000, 2_000_000_000],

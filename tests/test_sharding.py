@@ -254,3 +254,22 @@ def test_moe_under_data_parallelism_never_gathers_the_tokens(meshes):
         assert not any("256,16" in s or "512,16" in s for s in shapes), shapes
     assert meshes["moe_dense"] == ["f32[256,4]{1,0}"]
     assert sorted(meshes["moe_ragged"]) == ["f32[256,4]{1,0}", "s32[512]{0}"]
+
+
+def test_the_gpu_ladder_fits_one_80gb_gpu():
+    """Every rung of config.GPU_LADDER under GPU_BASE (bf16, T = 1024, 128 sequences, its
+    micro-batches, fused attention as on a GPU) is estimated under 72 GiB on one device, and the
+    experiment files' gpu profiles use those rungs."""
+    from bsz_lr.config import GPU_BASE, GPU_LADDER
+    from bsz_lr.sweep import expand, load_experiment
+    for name, over in GPU_LADDER.items():
+        cfg = apply_overrides(Config(), {**GPU_BASE, **over})
+        est = S.memory_estimate(cfg, S.MeshSpec(), 1, fused_attention=True)
+        assert est["total"] < 72 * 2 ** 30, (name, est["total"] / 2 ** 30)
+        no_micro = S.memory_estimate(apply_overrides(cfg, {"train.microbatches": 1}), S.MeshSpec(), 1, True)
+        assert name == "gpu-100m" or no_micro["total"] > 80 * 2 ** 30      # the micro-batches are needed
+    rungs = {(c.model.d_model, c.model.n_layers, c.data.seq_len, c.train.microbatches, c.model.compute_dtype)
+             for f in ("lr_ladder", "tiny_lm", "wsd_branches") for c in expand(load_experiment(f), "gpu")}
+    ladder = {(c.model.d_model, c.model.n_layers, 1024, c.train.microbatches, "bfloat16")
+              for c in (apply_overrides(Config(), {**GPU_BASE, **o}) for o in GPU_LADDER.values())}
+    assert rungs <= ladder and len(rungs) == len(ladder)
