@@ -563,12 +563,18 @@ def _run_workers(units, workers: int, pin: bool, progress: bool, sweep_id: str, 
             if p.exitcode not in (0, None) and not stop.requested]
 
 
-def finished_runs(root: Path, name: str, profile: str, *, states=DONE, with_metrics: bool = True) -> list[dict]:
+def finished_runs(root: Path, name: str, profile: str, *, states=DONE, with_metrics: bool = True,
+                  pending_ok: bool = False) -> list[dict]:
     """The runs of an experiment's current expansion (store.load_runs) whose state is in `states`
     (default: completed or diverged).  A Derived experiment whose dependency is unfinished raises
-    DependencyPending."""
+    DependencyPending, or with pending_ok has no runs yet ([])."""
     from .store import load_runs
-    planned = {s.dir.name for s in plan_runs(load_experiment(name), profile, Path(root))}
+    try:
+        planned = {s.dir.name for s in plan_runs(load_experiment(name), profile, Path(root))}
+    except DependencyPending:
+        if pending_ok:
+            return []
+        raise
     return [r for r in load_runs(root, name, profile, with_metrics=with_metrics, only=planned, quiet=True)
             if r["state"] in states]
 

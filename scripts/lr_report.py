@@ -17,16 +17,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bsz_lr.laws import FitError, LRLaw, LRParabola, fit_horizon, fit_lr_law, fit_lr_parabola  # noqa: E402
 from bsz_lr.parametrization import horizon_lr  # noqa: E402
 from bsz_lr.laws.lr_analysis import analyse_lr_ladder  # noqa: E402
-from bsz_lr.sweep import DependencyPending, finished_runs  # noqa: E402
+from bsz_lr.sweep import finished_runs  # noqa: E402
 
 PAPER = (-0.2219, -0.3509)
 
 
 def current(root, name, profile):
-    try:
-        return finished_runs(root, name, profile)
-    except DependencyPending:
-        return []
+    return finished_runs(root, name, profile, pending_ok=True)
 
 
 def law(x):

@@ -14,14 +14,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bsz_lr.laws.compare import arm, arm_label, best_lrs, reach_ratios, tuned_runs  # noqa: E402
-from bsz_lr.sweep import DependencyPending, finished_runs  # noqa: E402
+from bsz_lr.sweep import finished_runs  # noqa: E402
 
 
 def current(root, name, profile):
-    try:
-        return finished_runs(root, name, profile)
-    except DependencyPending:
-        return []
+    return finished_runs(root, name, profile, pending_ok=True)
 
 
 def finals(by_seed):

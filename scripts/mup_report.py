@@ -18,14 +18,11 @@ from bsz_lr.figures_mup import _horizon_runs  # noqa: E402
 from bsz_lr.laws import FitError, loss_spikes  # noqa: E402
 from bsz_lr.laws.transfer import ARMS, arms_of, final_loss, proxy_horizon, transfer_optima  # noqa: E402
 from bsz_lr.store import curve  # noqa: E402
-from bsz_lr.sweep import DependencyPending, finished_runs  # noqa: E402
+from bsz_lr.sweep import finished_runs  # noqa: E402
 
 
 def current(root, name, profile):
-    try:
-        return finished_runs(root, name, profile)
-    except DependencyPending:
-        return []
+    return finished_runs(root, name, profile, pending_ok=True)
 
 
 def horizon(proxy):
