@@ -19,8 +19,11 @@ from bsz_lr.schedules import BatchSchedule
 from tests.conftest import TINY
 
 ROOT = Path(__file__).resolve().parent.parent
+# TINY, shorter: 20 steps, an evaluation and a checkpoint every 10 (compiles dominate anyway).
+SHORT = {**dict(x.split("=", 1) for x in TINY), "train.steps": "20", "train.eval_every": "10",
+         "train.checkpoint_every": "10", "train.log_every": "5"}
 
-# Trains TINY on meshes of 1 / 2 / 4 / 8 devices and on data=4 x fsdp=2, then a run cut at step 30
+# Trains SHORT on meshes of 1 / 2 / 4 / 8 devices and on data=4 x fsdp=2, then a run cut at step 15
 # on 4 devices and resumed on fsdp=2; prints every run's (step, train loss, val loss) lines and the
 # placement of the parameters under fsdp.
 SCRIPT = r"""
@@ -41,7 +44,7 @@ for name, (d, f) in {"1": (1, 1), "2": (2, 1), "4": (4, 1), "8": (8, 1), "4x2": 
     assert train(cfg, tmp / name, progress=False)["status"] == "completed"
     out[name] = lines(tmp / name)
 S.set_mesh(mesh(4, 1))
-train(cfg, tmp / "cut", progress=False, stop_after=30)
+train(cfg, tmp / "cut", progress=False, stop_after=15)
 S.set_mesh(mesh(1, 2))
 out["resumed"] = train(cfg, tmp / "cut", progress=False)["status"]
 out["cut"] = lines(tmp / "cut")
@@ -72,8 +75,7 @@ def meshes(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mesh")
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "PYTHONPATH": str(ROOT)}
     env.pop("BSZ_LR_MESH", None)
-    over = dict(x.split("=", 1) for x in TINY)
-    p = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp), json.dumps(over)], env=env, cwd=ROOT,
+    p = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp), json.dumps(SHORT)], env=env, cwd=ROOT,
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     return json.loads(p.stdout.split("RESULT", 1)[1])
@@ -200,7 +202,7 @@ def test_two_processes_train_one_run_like_one_device(meshes, tmp_path):
         port = sock.getsockname()[1]
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "PYTHONPATH": str(ROOT)}
     env.pop("BSZ_LR_MESH", None)
-    over = json.dumps(dict(x.split("=", 1) for x in TINY))
+    over = json.dumps(SHORT)
     procs = [subprocess.Popen([sys.executable, "-c", MULTI, str(tmp_path / "run"), str(i), f"127.0.0.1:{port}", over],
                               env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]
