@@ -102,6 +102,8 @@ def _sweep(args) -> int:
             if not dependencies(exp, profile) & {e.name for e, _ in todo}:
                 raise
         todo.append((exp, profile))
+    if not todo:     # --skip-missing must not turn a mistyped profile into a sweep that "succeeds"
+        raise ConfigError(f"--profile {args.profile}: none of the {len(exps)} experiments defines it")
     if not args.dry_run:
         check_runs_dir(Path(args.runs))
     workers = len(os.sched_getaffinity(0)) if args.workers == "auto" else args.workers

@@ -126,3 +126,11 @@ def test_skip_missing_profile_goes_on_with_the_others(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "experiment a: no profile smoke; known: cpu; skipped" in captured.err
     assert "b/smoke: 1 completed" in captured.out
+
+
+def test_skip_missing_with_no_experiment_left_is_an_error(tmp_path, capsys):
+    a = tmp_path / "a.py"
+    a.write_text(GOOD)
+    assert main(["sweep", str(a), "--profile", "cpuu", "--skip-missing", "--runs", str(tmp_path / "r")]) == 2
+    assert "--profile cpuu: none of the 1 experiments defines it" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
