@@ -151,6 +151,26 @@ def _export(args) -> int:
     return 0
 
 
+def _advise(args) -> int:
+    import csv
+    from .advise import advise, format_advice
+    from .laws import FitError
+    path = Path(args.results)
+    if not path.is_file():
+        raise ConfigError(f"--results: no such file {path}")
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ConfigError(f"--results {path}: unreadable ({e})") from None
+    try:
+        res = advise(rows, args.target_params, args.target_tokens, seed=args.seed)
+    except FitError as e:
+        raise ConfigError(f"advise: {e}") from None
+    print(json.dumps(res, indent=1) if args.json else format_advice(res))
+    return 0
+
+
 def _figures(args) -> int:
     from .figures import build_all
     build_all(Path(args.runs), Path(args.out), only=args.only, profile=args.profile)
@@ -232,6 +252,15 @@ def main(argv=None) -> int:
     x.add_argument("--runs", default="results")
     x.add_argument("--out", required=True, help="the CSV to write")
     x.set_defaults(fn=_export)
+
+    v = sub.add_parser("advise", help="fit the LR laws on a results table and recommend a peak LR for a target run")
+    v.add_argument("--results", required=True, metavar="TABLE", help="a results table (CSV, see results_table.py)")
+    v.add_argument("--target-params", required=True, type=float, metavar="N",
+                   help="the target's non-embedding parameters (active ones for MoE)")
+    v.add_argument("--target-tokens", required=True, type=float, metavar="D", help="the target's training tokens")
+    v.add_argument("--json", action="store_true", help="the advice as JSON")
+    v.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    v.set_defaults(fn=_advise)
 
     f = sub.add_parser("figures", help="rebuild figures from stored results (no training)")
     f.add_argument("--runs", default="results")

@@ -1,0 +1,208 @@
+"""`bsz_lr advise`: from a results table of cheap runs, the peak LR for a target run, with an interval.
+
+Reads the results-table format (results_table.py: one row per run with N, D, peak LR, batch in
+tokens and the final loss), reports every unusable row by its line number and leaves it out,
+then per batch size (the optimal LR moves with the batch):
+
+* Eq. 2 per (N, D) group through its LRs (laws.fit_lr_parabola; a diverged run bounds the
+  optimum, an optimum at the edge of the group's LR grid is reported, never extrapolated);
+* Eq. 6 over those optima (laws.fit_lr_law), the target's eta* = c N^a D^b, and a bootstrap
+  interval of that prediction (the optima resampled, the law refitted, the prediction's
+  percentiles);
+* the near-optimal-band estimator as a second opinion (laws.band_points);
+* how far the target lies outside the fitted ranges of N and D.
+
+The fits are the LR paper's (laws.lr); nothing here fits a law of its own.  Batch size and batch
+schedule recommendations are not in yet (issue #12).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .laws import FitError, LRLaw, band_points, fit_lr_law, fit_lr_parabola
+
+__all__ = ["RowProblem", "clean_rows", "LRAdvice", "lr_advice", "advise", "format_advice"]
+
+FIRST_ROW = 2          # the line number of a CSV's first data row (line 1 is the header)
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    line: int
+    reason: str
+
+
+def _positive(row: dict, key: str):
+    v = row.get(key)
+    if v is None or v == "":
+        return None, f"{key} is missing"
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None, f"{key} is not a number ({v!r})"
+    if not math.isfinite(x) or x <= 0:
+        return None, f"{key} must be positive and finite, got {v}"
+    return x, None
+
+
+def clean_rows(rows: list[dict]) -> tuple[list[dict], list[RowProblem]]:
+    """The usable rows as {"line", "N", "D", "lr", "batch", "loss"} (a diverged run's loss is +inf)
+    and a RowProblem for every row left out: a missing, non-numeric or non-positive N, D, LR or
+    batch; a NaN or missing loss (unless the run is marked diverged); a duplicate run id or a
+    duplicate (N, D, LR, batch, seed)."""
+    good, bad, seen = [], [], {}
+    for i, r in enumerate(rows):
+        line = FIRST_ROW + i
+        vals, why = {}, None
+        for key, name in (("n_params", "N"), ("tokens", "D"), ("lr", "lr"), ("batch_tokens", "batch")):
+            vals[name], why = _positive(r, key)
+            if why:
+                break
+        if why is None:
+            status, loss = (r.get("status") or "").strip(), r.get("loss")
+            if status == "diverged":
+                vals["loss"] = math.inf
+            elif loss is None or loss == "":
+                why = "loss is missing (and the run is not marked diverged)"
+            else:
+                try:
+                    vals["loss"] = float(loss)
+                except (TypeError, ValueError):
+                    why = f"loss is not a number ({loss!r})"
+                else:
+                    if math.isnan(vals["loss"]):
+                        why = "loss is NaN"
+                    elif math.isinf(vals["loss"]):
+                        why = "loss is infinite (mark a diverged run with status=diverged)"
+        if why is None:
+            keys = [("run", r.get("run"))] if r.get("run") not in (None, "") else []
+            keys.append(("point", (vals["N"], vals["D"], vals["lr"], vals["batch"], r.get("seed"))))
+            dup = next((seen[k] for k in keys if k in seen), None)
+            if dup is not None:
+                why = f"duplicate of line {dup}"
+            else:
+                seen.update({k: line for k in keys})
+        if why:
+            bad.append(RowProblem(line, why))
+        else:
+            good.append({"line": line, **vals})
+    return good, bad
+
+
+@dataclass
+class LRAdvice:
+    batch: float                       # tokens per step of these runs
+    eta: float                         # Eq. 6's eta* at the target
+    interval: tuple                    # bootstrap percentile interval of eta
+    law: LRLaw
+    band_eta: float | None             # the near-optimal-band estimator's eta* at the target
+    band_law: LRLaw | str
+    optima: list                       # (N, D, eta*) used
+    edges: list                        # (N, D, reason) of the groups left out
+    n_range: tuple
+    d_range: tuple
+    outside: list = field(default_factory=list)   # how the target lies outside the fitted ranges
+
+
+def _predict_interval(N, D, eta, target, n_boot: int, seed: int, level: float) -> tuple:
+    rng, preds = np.random.default_rng(seed), []
+    X = np.stack([np.ones_like(N), np.log(N), np.log(D)], 1)
+    x_t = np.array([1.0, math.log(target[0]), math.log(target[1])])
+    for _ in range(n_boot):
+        i = rng.integers(0, N.size, N.size)
+        if np.linalg.matrix_rank(X[i]) == 3:
+            coef = np.linalg.lstsq(X[i], np.log(eta[i]), rcond=None)[0]
+            preds.append(float(np.exp(x_t @ coef)))
+    if len(preds) < 10:
+        return (math.nan, math.nan)
+    q = [(1 - level) * 50, (1 + level) * 50]
+    return tuple(float(v) for v in np.percentile(preds, q))
+
+
+def lr_advice(rows: list[dict], target_params: float, target_tokens: float, *, n_boot: int = 1000,
+              seed: int = 0, level: float = 0.9) -> list[LRAdvice]:
+    """Per batch size in the cleaned rows (clean_rows), the LR advice for the target; a FitError
+    naming what is missing when no batch size has enough for Eq. 6."""
+    if not rows:
+        raise FitError("no usable rows in the table")
+    out, why = [], []
+    for batch in sorted({r["batch"] for r in rows}):
+        rs = [r for r in rows if r["batch"] == batch]
+        optima, edges = [], []
+        for n, d in sorted({(r["N"], r["D"]) for r in rs}):
+            g = sorted((r["lr"], r["loss"]) for r in rs if r["N"] == n and r["D"] == d)
+            try:
+                p = fit_lr_parabola([x for x, _ in g], [y for _, y in g])
+                optima.append((n, d, p.eta_star))
+            except FitError as e:
+                edges.append((n, d, str(e)))
+        try:
+            N, D, eta = (np.array(v, float) for v in zip(*optima)) if optima else (np.array([]),) * 3
+            law = fit_lr_law(N, D, eta, n_boot=n_boot, seed=seed, level=level)
+        except FitError as e:
+            why.append(f"batch {batch:,.0f} tokens: {e} ({len(optima)} (N, D) groups with an interior optimum, "
+                       f"{len(edges)} without)")
+            continue
+        target = (float(target_params), float(target_tokens))
+        try:
+            band = fit_lr_law(*band_points([r["N"] for r in rs], [r["D"] for r in rs], [r["lr"] for r in rs],
+                                           [r["loss"] for r in rs]), n_boot=0)
+            band_eta = float(band(*target))
+        except FitError as e:
+            band, band_eta = str(e), None
+        n_range, d_range = (float(N.min()), float(N.max())), (float(D.min()), float(D.max()))
+        outside = [f"{what} = {t:,.4g} is {t / hi:.2g}x the largest in the table ({hi:,.4g})"
+                   for what, t, (lo, hi) in (("N", target[0], n_range), ("D", target[1], d_range)) if t > hi]
+        outside += [f"{what} = {t:,.4g} is below the smallest in the table ({lo:,.4g})"
+                    for what, t, (lo, hi) in (("N", target[0], n_range), ("D", target[1], d_range)) if t < lo]
+        out.append(LRAdvice(float(batch), float(law(*target)),
+                            _predict_interval(N, D, eta, target, n_boot, seed, level), law, band_eta, band,
+                            optima, edges, n_range, d_range, outside))
+    if not out:
+        raise FitError("no batch size has enough runs for the LR law: " + "; ".join(why))
+    return out
+
+
+def advise(rows: list[dict], target_params: float, target_tokens: float, **kw) -> dict:
+    """The whole advice as plain data (what `--json` prints)."""
+    good, bad = clean_rows(rows)
+    res = {"target": {"n_params": target_params, "tokens": target_tokens},
+           "rows": {"used": len(good), "left_out": len(bad),
+                    "problems": [{"line": p.line, "reason": p.reason} for p in bad]}}
+    lr = lr_advice(good, target_params, target_tokens, **kw)
+    res["lr"] = [{"batch_tokens": a.batch, "eta": a.eta, "interval": list(a.interval),
+                  "law": {"c": a.law.c, "a": a.law.a, "b": a.law.b, "r2": a.law.r2, "points": a.law.n,
+                          "a_ci": list(a.law.a_ci), "b_ci": list(a.law.b_ci)},
+                  "band_eta": a.band_eta, "groups_used": len(a.optima),
+                  "edge_groups": [{"n_params": n, "tokens": d, "reason": r} for n, d, r in a.edges],
+                  "n_range": list(a.n_range), "tokens_range": list(a.d_range), "outside": a.outside}
+                 for a in lr]
+    res["batch"] = "not implemented yet (issue #12): the batch-size law and schedule are the next step"
+    return res
+
+
+def format_advice(res: dict) -> str:
+    t = res["target"]
+    lines = [f"target: N = {t['n_params']:,.4g} non-embedding parameters, D = {t['tokens']:,.4g} tokens"]
+    for a in res["lr"]:
+        law = a["law"]
+        lines.append(f"peak LR at batch {a['batch_tokens']:,.0f} tokens: {a['eta']:.3g} "
+                     f"[{a['interval'][0]:.3g}, {a['interval'][1]:.3g}] (Eq. 6, 90% bootstrap)")
+        lines.append(f"  eta* = {law['c']:.3g} N^{law['a']:.3f} D^{law['b']:.3f}, R^2 = {law['r2']:.3f}, "
+                     f"{law['points']} (N, D) optima; a in [{law['a_ci'][0]:.3f}, {law['a_ci'][1]:.3f}], "
+                     f"b in [{law['b_ci'][0]:.3f}, {law['b_ci'][1]:.3f}]")
+        if a["band_eta"] is not None:
+            lines.append(f"  near-optimal-band estimator: {a['band_eta']:.3g}")
+        for e in a["edge_groups"]:
+            lines.append(f"  left out: N = {e['n_params']:,.4g}, D = {e['tokens']:,.4g}: {e['reason']}")
+        for o in a["outside"]:
+            lines.append(f"  extrapolation: {o}")
+    rows = res["rows"]
+    lines.append(f"rows: {rows['used']} used, {rows['left_out']} left out")
+    lines += [f"  line {p['line']}: {p['reason']}" for p in rows["problems"]]
+    lines.append(f"batch size: {res['batch']}")
+    return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""advise.py: the LR advice on synthetic results tables from a known law, every bad-row report,
+and the command's errors."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from bsz_lr.advise import advise, clean_rows, lr_advice
+from bsz_lr.cli import main
+from bsz_lr.laws import FitError
+from bsz_lr.results_table import COLUMNS
+
+A, B, C = -0.3, -0.25, 30.0          # eta* = C N^A D^B
+
+
+def table(noise=0.0, seed=0, batches=(1024,), sizes=(2e4, 5e4, 1.2e5, 2.6e5), Ds=(1e5, 2e5, 4e5)):
+    rng, rows = np.random.default_rng(seed), []
+    for batch in batches:
+        for N in sizes:
+            for D in Ds:
+                eta = C * N ** A * D ** B * (batch / 1024) ** 0.5
+                for f in (1 / 4, 1 / 2, 1, 2, 4):
+                    lr = float(f"{eta * f * 1.13:.4g}")          # the grid is not centred on the optimum
+                    L = 2.0 + 0.03 * math.log(lr / eta) ** 2 + noise * rng.normal()
+                    rows.append({"run": f"{batch}-{N:g}-{D:g}-{lr:g}", "n_params": str(int(N)), "tokens": str(int(D)),
+                                 "lr": str(lr), "batch_tokens": str(batch), "loss": str(L), "status": "completed"})
+    return rows
+
+
+def test_the_lr_law_and_the_target_optimum_are_recovered():
+    target = (1e6, 8e5)
+    res = advise(table(), *target, n_boot=200)
+    (a,) = res["lr"]
+    assert a["law"]["a"] == pytest.approx(A, abs=1e-6) and a["law"]["b"] == pytest.approx(B, abs=1e-6)
+    assert a["eta"] == pytest.approx(C * target[0] ** A * target[1] ** B, rel=1e-6)
+    assert a["band_eta"] == pytest.approx(a["eta"], rel=0.3)             # the second opinion agrees roughly
+    assert "N = 1e+06 is 3.8x the largest in the table" in a["outside"][0]
+    assert "D = 8e+05 is 2x the largest" in a["outside"][1]
+    # with noise: exponents within 0.05 and the truth inside the 90% interval
+    res = advise(table(noise=0.002, seed=3), *target, n_boot=400)
+    (a,) = res["lr"]
+    truth = C * target[0] ** A * target[1] ** B
+    assert abs(a["law"]["a"] - A) < 0.05 and abs(a["law"]["b"] - B) < 0.05
+    assert a["interval"][0] < truth < a["interval"][1] and a["eta"] == pytest.approx(truth, rel=0.15)
+
+
+def test_each_batch_size_gets_its_own_law():
+    res = advise(table(batches=(1024, 4096)), 1e6, 8e5, n_boot=0)
+    assert [a["batch_tokens"] for a in res["lr"]] == [1024, 4096]
+    assert res["lr"][1]["eta"] == pytest.approx(2 * res["lr"][0]["eta"], rel=1e-6)
+
+
+def test_bad_rows_are_reported_by_line_and_left_out():
+    rows = table()
+    rows[0]["loss"] = "nan"
+    rows[1]["lr"] = "-1e-3"
+    rows[2]["n_params"] = ""
+    rows[3] = {**rows[4]}                                   # the same run twice
+    rows[5]["loss"], rows[5]["status"] = "", "diverged"     # a diverged run: kept, as +inf
+    rows[6]["loss"] = ""
+    rows[7]["tokens"] = "many"
+    good, bad = clean_rows(rows)
+    assert [(p.line, p.reason) for p in bad] == [
+        (2, "loss is NaN"), (3, "lr must be positive and finite, got -1e-3"), (4, "N is missing".replace("N", "n_params")),
+        (6, "duplicate of line 5"), (8, "loss is missing (and the run is not marked diverged)"),
+        (9, "tokens is not a number ('many')")]
+    assert len(good) == len(rows) - 6 and any(r["loss"] == math.inf for r in good)
+    res = advise(rows, 1e6, 8e5, n_boot=0)
+    assert res["rows"]["left_out"] == 6 and res["rows"]["problems"][0] == {"line": 2, "reason": "loss is NaN"}
+
+
+def test_too_little_for_a_law_names_what_is_missing():
+    one_size = table(sizes=(5e4,))
+    with pytest.raises(FitError, match="need >= 4 finite positive"):
+        lr_advice(clean_rows(one_size)[0], 1e6, 8e5)
+    edge = [r for r in table() if float(r["lr"]) < 0.5 * C * float(r["n_params"]) ** A * float(r["tokens"]) ** B]
+    with pytest.raises(FitError, match=r"0 \(N, D\) groups with an interior optimum, 12 without"):
+        lr_advice(clean_rows(edge)[0], 1e6, 8e5)
+    with pytest.raises(FitError, match="no usable rows"):
+        lr_advice([], 1e6, 8e5)
+
+
+def test_the_command(tmp_path, capsys):
+    path = tmp_path / "t.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(COLUMNS))
+        w.writeheader()
+        w.writerows(table())
+    assert main(["advise", "--results", str(path), "--target-params", "1e6", "--target-tokens", "8e5"]) == 0
+    out = capsys.readouterr().out
+    assert "peak LR at batch 1,024 tokens:" in out and "rows: 60 used, 0 left out" in out
+    assert main(["advise", "--results", str(path), "--target-params", "1e6", "--target-tokens", "8e5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["lr"][0]["law"]["points"] == 12
+    assert main(["advise", "--results", str(tmp_path / "no.csv"), "--target-params", "1", "--target-tokens", "1"]) == 2
+    assert "--results: no such file" in capsys.readouterr().err
+    path.write_text("run,n_params\nx,1\n")
+    assert main(["advise", "--results", str(path), "--target-params", "1e6", "--target-tokens", "8e5"]) == 2
+    assert "advise: no usable rows" in capsys.readouterr().err
