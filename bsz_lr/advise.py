@@ -25,7 +25,7 @@ import numpy as np
 
 from .laws import FitError, LRLaw, band_points, fit_lr_law, fit_lr_parabola
 
-__all__ = ["RowProblem", "clean_rows", "LRAdvice", "lr_advice", "advise", "format_advice"]
+__all__ = ["RowProblem", "parse_columns", "map_columns", "clean_rows", "LRAdvice", "lr_advice", "advise", "format_advice"]
 
 FIRST_ROW = 2          # the line number of a CSV's first data row (line 1 is the header)
 
@@ -49,6 +49,75 @@ def _positive(row: dict, key: str):
     return x, None
 
 
+TARGETS = ("run", "n_params", "tokens", "lr", "batch_tokens", "loss", "status", "seed")
+
+
+def parse_columns(text: str, header: list[str]) -> dict[str, str]:
+    """`--columns`: "n_params=params,batch_tokens=batch*seq_len,tokens=tokens_M*1e6,lr=peak_lr" maps
+    the table's own columns onto the results-table names, with + - * / and numbers for units.
+    A bad spec or a column the table does not have is a one-line error."""
+    import ast
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        target, eq, expr = part.partition("=")
+        target = target.strip()
+        if not eq or target not in TARGETS:
+            raise ValueError(f"--columns: expected NAME=EXPRESSION with NAME one of {', '.join(TARGETS)}, got {part!r}")
+        try:
+            tree = ast.parse(expr.strip(), mode="eval")
+        except SyntaxError:
+            raise ValueError(f"--columns: {target}: cannot read {expr.strip()!r}") from None
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id not in header:
+                raise ValueError(f"--columns: {target}: the table has no column {node.id!r} "
+                                 f"(it has {', '.join(header)})")
+            if not isinstance(node, (ast.Expression, ast.BinOp, ast.Name, ast.Constant, ast.Load, ast.Add, ast.Sub,
+                                     ast.Mult, ast.Div, ast.UnaryOp, ast.USub)):
+                raise ValueError(f"--columns: {target}: only column names, numbers and + - * / are allowed")
+        out[target] = expr.strip()
+    return out
+
+
+def map_columns(rows: list[dict], mapping: dict[str, str]) -> list[dict]:
+    """Each row with the mapped columns computed (parse_columns); a row whose expression cannot be
+    computed (an empty or non-numeric source) gets the reason, reported by clean_rows."""
+    import ast
+    import operator
+    ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+
+    def ev(node, row):
+        if isinstance(node, ast.Expression):
+            return ev(node.body, row)
+        if isinstance(node, ast.Constant):
+            return float(node.value)
+        if isinstance(node, ast.UnaryOp):
+            return -ev(node.operand, row)
+        if isinstance(node, ast.Name):
+            v = row.get(node.id)
+            if v in (None, ""):
+                raise ValueError(f"column {node.id} is empty")
+            try:
+                return float(v)
+            except ValueError:
+                raise ValueError(f"column {node.id} is not a number ({v!r})") from None
+        return ops[type(node.op)](ev(node.left, row), ev(node.right, row))
+
+    trees = {t: ast.parse(e, mode="eval") for t, e in mapping.items()}
+    out = []
+    for r in rows:
+        new = dict(r)
+        for t, tree in trees.items():
+            if t in ("run", "status") and isinstance(tree.body, ast.Name):
+                new[t] = r.get(tree.body.id)
+                continue
+            try:
+                new[t] = repr(ev(tree, r))
+            except (ValueError, ZeroDivisionError) as e:
+                new[t], new["_why"] = None, f"{t} = {mapping[t]}: {e}"
+        out.append(new)
+    return out
+
+
 def clean_rows(rows: list[dict]) -> tuple[list[dict], list[RowProblem]]:
     """The usable rows as {"line", "N", "D", "lr", "batch", "loss"} (a diverged run's loss is +inf)
     and a RowProblem for every row left out: a missing, non-numeric or non-positive N, D, LR or
@@ -57,8 +126,8 @@ def clean_rows(rows: list[dict]) -> tuple[list[dict], list[RowProblem]]:
     good, bad, seen = [], [], {}
     for i, r in enumerate(rows):
         line = FIRST_ROW + i
-        vals, why = {}, None
-        for key, name in (("n_params", "N"), ("tokens", "D"), ("lr", "lr"), ("batch_tokens", "batch")):
+        vals, why = {}, r.get("_why")
+        for key, name in () if why else (("n_params", "N"), ("tokens", "D"), ("lr", "lr"), ("batch_tokens", "batch")):
             vals[name], why = _positive(r, key)
             if why:
                 break

@@ -160,9 +160,16 @@ def _advise(args) -> int:
         raise ConfigError(f"--results: no such file {path}")
     try:
         with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            rows, header = list(reader), list(reader.fieldnames or [])
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise ConfigError(f"--results {path}: unreadable ({e})") from None
+    if args.columns:
+        from .advise import map_columns, parse_columns
+        try:
+            rows = map_columns(rows, parse_columns(args.columns, header))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     try:
         res = advise(rows, args.target_params, args.target_tokens, seed=args.seed)
     except FitError as e:
@@ -258,6 +265,9 @@ def main(argv=None) -> int:
     v.add_argument("--target-params", required=True, type=float, metavar="N",
                    help="the target's non-embedding parameters (active ones for MoE)")
     v.add_argument("--target-tokens", required=True, type=float, metavar="D", help="the target's training tokens")
+    v.add_argument("--columns", metavar="NAME=EXPR,...",
+                   help="map the table's columns onto n_params, tokens, lr, batch_tokens, loss, status, run, seed "
+                        "(+ - * / and numbers for units), e.g. batch_tokens=batch*seq_len,lr=peak_lr")
     v.add_argument("--json", action="store_true", help="the advice as JSON")
     v.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     v.set_defaults(fn=_advise)

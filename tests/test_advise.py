@@ -99,3 +99,30 @@ def test_the_command(tmp_path, capsys):
     path.write_text("run,n_params\nx,1\n")
     assert main(["advise", "--results", str(path), "--target-params", "1e6", "--target-tokens", "8e5"]) == 2
     assert "advise: no usable rows" in capsys.readouterr().err
+
+
+def test_other_peoples_columns_and_units(tmp_path, capsys):
+    """Another lab's table: batch in sequences with a sequence length, tokens in millions, the LR
+    under another name, N as total parameters with a known embedding size to subtract."""
+    mine = table()
+    theirs = [{"id": r["run"], "params": str(int(r["n_params"]) + 256 * 64), "D_M": str(int(r["tokens"]) / 1e6),
+               "peak_lr": r["lr"], "bsz": "16", "ctx": "64", "val": r["loss"]} for r in mine]
+    theirs[3]["bsz"] = ""                                                 # one row cannot be mapped
+    path = tmp_path / "theirs.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(theirs[0]))
+        w.writeheader()
+        w.writerows(theirs)
+    cols = "run=id,n_params=params-256*64,tokens=D_M*1e6,lr=peak_lr,batch_tokens=bsz*ctx,loss=val"
+    assert main(["advise", "--results", str(path), "--columns", cols, "--target-params", "1e6",
+                 "--target-tokens", "8e5", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    ref = advise(mine, 1e6, 8e5)
+    assert res["lr"][0]["eta"] == pytest.approx(ref["lr"][0]["eta"], rel=1e-3)   # one row fewer
+    assert res["rows"]["problems"] == [{"line": 5, "reason": "batch_tokens = bsz*ctx: column bsz is empty"}]
+    for bad, msg in (("lr=learning_rate", "the table has no column 'learning_rate'"),
+                     ("speed=val", "NAME one of"), ("lr=__import__('os')", "only column names, numbers"),
+                     ("lr=peak_lr*", "cannot read")):
+        assert main(["advise", "--results", str(path), "--columns", bad, "--target-params", "1",
+                     "--target-tokens", "1"]) == 2
+        assert msg in capsys.readouterr().err
