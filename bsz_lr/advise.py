@@ -25,7 +25,7 @@ import numpy as np
 
 from .laws import FitError, LRLaw, band_points, fit_lr_law, fit_lr_parabola
 
-__all__ = ["RowProblem", "parse_columns", "map_columns", "clean_rows", "LRAdvice", "lr_advice", "advise", "format_advice"]
+__all__ = ["RowProblem", "parse_columns", "map_columns", "clean_rows", "LRAdvice", "lr_advice", "advise", "format_advice", "plot_advice"]
 
 FIRST_ROW = 2          # the line number of a CSV's first data row (line 1 is the header)
 
@@ -236,14 +236,15 @@ def lr_advice(rows: list[dict], target_params: float, target_tokens: float, *, n
     return out
 
 
-def advise(rows: list[dict], target_params: float, target_tokens: float, **kw) -> dict:
-    """The whole advice as plain data (what `--json` prints)."""
+def advise(rows: list[dict], target_params: float, target_tokens: float, plot=None, **kw) -> dict:
+    """The whole advice as plain data (what `--json` prints); plot: also write plot_advice there."""
     good, bad = clean_rows(rows)
     res = {"target": {"n_params": target_params, "tokens": target_tokens},
            "rows": {"used": len(good), "left_out": len(bad),
                     "problems": [{"line": p.line, "reason": p.reason} for p in bad]}}
     lr = lr_advice(good, target_params, target_tokens, **kw)
     res["lr"] = [{"batch_tokens": a.batch, "eta": a.eta, "interval": list(a.interval),
+                  "optima": [list(o) for o in a.optima],
                   "law": {"c": a.law.c, "a": a.law.a, "b": a.law.b, "r2": a.law.r2, "points": a.law.n,
                           "a_ci": list(a.law.a_ci), "b_ci": list(a.law.b_ci)},
                   "band_eta": a.band_eta, "groups_used": len(a.optima),
@@ -251,7 +252,58 @@ def advise(rows: list[dict], target_params: float, target_tokens: float, **kw) -
                   "n_range": list(a.n_range), "tokens_range": list(a.d_range), "outside": a.outside}
                  for a in lr]
     res["batch"] = "not implemented yet (issue #12): the batch-size law and schedule are the next step"
+    if plot is not None:
+        plot_advice(good, res, plot)
     return res
+
+
+def plot_advice(rows: list[dict], res: dict, path) -> None:
+    """One page per the advice: per batch size, loss vs LR of every (N, D) group with its Eq. 2
+    optimum, and eta* vs N per D with Eq. 6's lines and the target's prediction and interval."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    adv = res["lr"]
+    fig, axes = plt.subplots(len(adv), 2, figsize=(12, 4.2 * len(adv)), squeeze=False)
+    t = res["target"]
+    for (a1, a2), a in zip(axes, adv):
+        rs = [r for r in rows if r["batch"] == a["batch_tokens"]]
+        groups = sorted({(r["N"], r["D"]) for r in rs})
+        cmap = plt.get_cmap("viridis")
+        for i, (n, d) in enumerate(groups):
+            g = sorted((r["lr"], r["loss"]) for r in rs if r["N"] == n and r["D"] == d and math.isfinite(r["loss"]))
+            if g:
+                a1.plot(*zip(*g), "o-", ms=3, lw=1, color=cmap(i / max(1, len(groups) - 1)),
+                        label=f"N {n:,.3g}, D {d:,.3g}" if len(groups) <= 12 else None)
+        a1.set_xscale("log")
+        a1.set_xlabel("peak LR")
+        a1.set_ylabel("final loss")
+        a1.set_title(f"batch {a['batch_tokens']:,.0f} tokens: loss vs LR per (N, D)", fontsize=9)
+        a1.grid(alpha=0.3)
+        if len(groups) <= 12:
+            a1.legend(fontsize=6)
+        law = a["law"]
+        Ds = sorted({d for _, d, _ in a["optima"]})
+        Ns = np.geomspace(min(a["n_range"][0], t["n_params"]), max(a["n_range"][1], t["n_params"]), 50)
+        for i, d in enumerate(Ds):
+            c = cmap(i / max(1, len(Ds) - 1))
+            pts = [(n, e) for n, dd, e in a["optima"] if dd == d]
+            a2.plot(*zip(*pts), "o", color=c, label=f"D = {d:,.3g}")
+            a2.plot(Ns, law["c"] * Ns ** law["a"] * d ** law["b"], "-", lw=1, color=c)
+        lo, hi = a["interval"]
+        a2.errorbar([t["n_params"]], [a["eta"]], yerr=[[a["eta"] - lo], [hi - a["eta"]]] if np.isfinite(lo) else None,
+                    fmt="*", ms=12, color="C3", capsize=4, label=f"target (D = {t['tokens']:,.3g}): {a['eta']:.3g}")
+        a2.set_xscale("log")
+        a2.set_yscale("log")
+        a2.set_xlabel("N (non-embedding parameters)")
+        a2.set_ylabel("eta*")
+        a2.set_title(f"Eq. 6: eta* = {law['c']:.3g} N^{law['a']:.3f} D^{law['b']:.3f}, R^2 = {law['r2']:.3f}",
+                     fontsize=9)
+        a2.grid(alpha=0.3)
+        a2.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def format_advice(res: dict) -> str:

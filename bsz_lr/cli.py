@@ -171,7 +171,7 @@ def _advise(args) -> int:
         except ValueError as e:
             raise ConfigError(str(e)) from None
     try:
-        res = advise(rows, args.target_params, args.target_tokens, seed=args.seed)
+        res = advise(rows, args.target_params, args.target_tokens, seed=args.seed, plot=args.plot)
     except FitError as e:
         raise ConfigError(f"advise: {e}") from None
     print(json.dumps(res, indent=1) if args.json else format_advice(res))
@@ -269,6 +269,7 @@ def main(argv=None) -> int:
                    help="map the table's columns onto n_params, tokens, lr, batch_tokens, loss, status, run, seed "
                         "(+ - * / and numbers for units), e.g. batch_tokens=batch*seq_len,lr=peak_lr")
     v.add_argument("--json", action="store_true", help="the advice as JSON")
+    v.add_argument("--plot", metavar="FILE", help="also a one-page figure of the fits (PNG / PDF by its suffix)")
     v.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     v.set_defaults(fn=_advise)
 

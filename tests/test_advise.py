@@ -94,6 +94,10 @@ def test_the_command(tmp_path, capsys):
     assert "peak LR at batch 1,024 tokens:" in out and "rows: 60 used, 0 left out" in out
     assert main(["advise", "--results", str(path), "--target-params", "1e6", "--target-tokens", "8e5", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["lr"][0]["law"]["points"] == 12
+    assert main(["advise", "--results", str(path), "--target-params", "1e6", "--target-tokens", "8e5",
+                 "--plot", str(tmp_path / "fits.png")]) == 0
+    assert (tmp_path / "fits.png").stat().st_size > 10_000
+    capsys.readouterr()
     assert main(["advise", "--results", str(tmp_path / "no.csv"), "--target-params", "1", "--target-tokens", "1"]) == 2
     assert "--results: no such file" in capsys.readouterr().err
     path.write_text("run,n_params\nx,1\n")
