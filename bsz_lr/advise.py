@@ -1,4 +1,4 @@
-"""`bsz_lr advise`: from a results table of cheap runs, the peak LR for a target run, with an interval.
+"""`bsz_lr advise`: from a results table of cheap runs, the peak LR and batch size for a target run.
 
 Reads the results-table format (results_table.py: one row per run with N, D, peak LR, batch in
 tokens and the final loss), reports every unusable row by its line number and leaves it out,
@@ -12,8 +12,13 @@ then per batch size (the optimal LR moves with the batch):
 * the near-optimal-band estimator as a second opinion (laws.band_points);
 * how far the target lies outside the fitted ranges of N and D.
 
-The fits are the LR paper's (laws.lr); nothing here fits a law of its own.  Batch size and batch
-schedule recommendations are not in yet (issue #12).
+With 3 or more batch sizes in the table, also the batch: per (N, D) the batch with the lowest
+final loss (each at its best LR; the same parabola-in-log fit as Eq. 2, edge optima reported),
+B_opt = c N^a D^b over those optima (the Eq. 6 form; c D^b with one N), the target's B_opt with a
+bootstrap interval, and a schedule of B_opt at token milestones D_target / 8, / 4, / 2, 1 (a
+batch that grows with the tokens seen, as the batch-size paper's scheduler does).  The fits are
+the papers' (laws.lr); nothing here fits a law of its own.  Not in yet: B_opt(L) and B_min(L)
+from loss curves (laws.analysis) when the table points to them.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import numpy as np
 
 from .laws import FitError, LRLaw, band_points, fit_lr_law, fit_lr_parabola
 
-__all__ = ["RowProblem", "parse_columns", "map_columns", "clean_rows", "LRAdvice", "lr_advice", "advise", "format_advice", "plot_advice"]
+__all__ = ["RowProblem", "parse_columns", "map_columns", "clean_rows", "LRAdvice", "lr_advice", "advise", "format_advice", "plot_advice",
+           "BatchAdvice", "batch_advice"]
 
 FIRST_ROW = 2          # the line number of a CSV's first data row (line 1 is the header)
 
@@ -236,13 +242,75 @@ def lr_advice(rows: list[dict], target_params: float, target_tokens: float, *, n
     return out
 
 
+@dataclass
+class BatchAdvice:
+    batch: float                       # B_opt at the target, tokens per step
+    interval: tuple
+    law: LRLaw                         # B_opt = c N^a D^b (a = 0 when the table has one N)
+    optima: list                       # (N, D, B_opt) used
+    edges: list                        # (N, D, reason) of the groups left out
+    schedule: list                     # (tokens, batch) milestones: B_opt(N_target, D) at D_target / 8 .. D_target
+
+
+def batch_advice(rows: list[dict], target_params: float, target_tokens: float, *, n_boot: int = 1000,
+                 seed: int = 0, level: float = 0.9) -> BatchAdvice:
+    """From final losses at several batch sizes (each with its best LR): per (N, D) the optimal batch
+    (Eq. 2's parabola, in log batch, through each batch's best loss; an optimum at the edge of the
+    batches tried is reported, never extrapolated), then B_opt = c N^a D^b over those optima (with
+    one N: c D^b), the target's B_opt with a bootstrap interval, and a token-milestone schedule."""
+    from .laws import fit_horizon
+    optima, edges = [], []
+    for n, d in sorted({(r["N"], r["D"]) for r in rows}):
+        best = {}
+        for r in rows:
+            if r["N"] == n and r["D"] == d:
+                best[r["batch"]] = min(best.get(r["batch"], math.inf), r["loss"])
+        if len(best) < 3:
+            continue
+        try:
+            p = fit_lr_parabola(list(best), list(best.values()))
+            optima.append((n, d, p.eta_star))
+        except FitError as e:
+            edges.append((n, d, str(e).replace("Eq. 2", "optimal batch").replace("LR", "batch")))
+    if not optima:
+        raise FitError("batch law: no (N, D) group with >= 3 batch sizes and an interior optimum "
+                       f"({len(edges)} groups with an edge optimum)")
+    N, D, Bs = (np.array(v, float) for v in zip(*optima))
+    target = (float(target_params), float(target_tokens))
+    if np.unique(N).size >= 2:
+        law = fit_lr_law(N, D, Bs, n_boot=n_boot, seed=seed, level=level)
+        interval = _predict_interval(N, D, Bs, target, n_boot, seed, level)
+    else:
+        h = fit_horizon(D, Bs, n_boot=n_boot, seed=seed, level=level)
+        law = LRLaw(h.c, 0.0, -h.beta, h.r2, h.n, (0.0, 0.0), (-h.beta_ci[1], -h.beta_ci[0]))
+        interval = _predict_interval_1d(D, Bs, target[1], n_boot, seed, level)
+    sched = [(target[1] * f, float(law(target[0], target[1] * f))) for f in (1 / 8, 1 / 4, 1 / 2, 1)]
+    return BatchAdvice(float(law(*target)), interval, law, optima, edges, sched)
+
+
+def _predict_interval_1d(D, y, d_target, n_boot, seed, level) -> tuple:
+    rng, preds = np.random.default_rng(seed), []
+    X = np.stack([np.ones_like(D), np.log(D)], 1)
+    for _ in range(n_boot):
+        i = rng.integers(0, D.size, D.size)
+        if np.linalg.matrix_rank(X[i]) == 2:
+            coef = np.linalg.lstsq(X[i], np.log(y[i]), rcond=None)[0]
+            preds.append(float(np.exp(coef[0] + coef[1] * math.log(d_target))))
+    if len(preds) < 10:
+        return (math.nan, math.nan)
+    return tuple(float(v) for v in np.percentile(preds, [(1 - level) * 50, (1 + level) * 50]))
+
+
 def advise(rows: list[dict], target_params: float, target_tokens: float, plot=None, **kw) -> dict:
     """The whole advice as plain data (what `--json` prints); plot: also write plot_advice there."""
     good, bad = clean_rows(rows)
     res = {"target": {"n_params": target_params, "tokens": target_tokens},
            "rows": {"used": len(good), "left_out": len(bad),
                     "problems": [{"line": p.line, "reason": p.reason} for p in bad]}}
-    lr = lr_advice(good, target_params, target_tokens, **kw)
+    try:
+        lr = lr_advice(good, target_params, target_tokens, **kw)
+    except FitError as e:
+        lr, res["lr_note"] = [], str(e)
     res["lr"] = [{"batch_tokens": a.batch, "eta": a.eta, "interval": list(a.interval),
                   "optima": [list(o) for o in a.optima],
                   "law": {"c": a.law.c, "a": a.law.a, "b": a.law.b, "r2": a.law.r2, "points": a.law.n,
@@ -251,8 +319,21 @@ def advise(rows: list[dict], target_params: float, target_tokens: float, plot=No
                   "edge_groups": [{"n_params": n, "tokens": d, "reason": r} for n, d, r in a.edges],
                   "n_range": list(a.n_range), "tokens_range": list(a.d_range), "outside": a.outside}
                  for a in lr]
-    res["batch"] = "not implemented yet (issue #12): the batch-size law and schedule are the next step"
-    if plot is not None:
+    if len({r["batch"] for r in good}) < 3:
+        res["batch"] = {"note": "the table has fewer than 3 batch sizes: no batch law"}
+    else:
+        try:
+            b = batch_advice(good, target_params, target_tokens, **kw)
+            res["batch"] = {"batch_tokens": b.batch, "interval": list(b.interval),
+                            "law": {"c": b.law.c, "a": b.law.a, "b": b.law.b, "r2": b.law.r2, "points": b.law.n},
+                            "optima": [list(o) for o in b.optima],
+                            "edge_groups": [{"n_params": n, "tokens": d, "reason": r} for n, d, r in b.edges],
+                            "schedule": [{"until_tokens": t, "batch_tokens": x} for t, x in b.schedule]}
+        except FitError as e:
+            res["batch"] = {"note": f"no batch law: {e}"}
+    if not res["lr"] and "note" in res["batch"]:
+        raise FitError(f"{res['lr_note']}; and {res['batch']['note']}")
+    if plot is not None and res["lr"]:
         plot_advice(good, res, plot)
     return res
 
@@ -309,6 +390,8 @@ def plot_advice(rows: list[dict], res: dict, path) -> None:
 def format_advice(res: dict) -> str:
     t = res["target"]
     lines = [f"target: N = {t['n_params']:,.4g} non-embedding parameters, D = {t['tokens']:,.4g} tokens"]
+    if not res["lr"]:
+        lines.append(f"peak LR: {res['lr_note']}")
     for a in res["lr"]:
         law = a["law"]
         lines.append(f"peak LR at batch {a['batch_tokens']:,.0f} tokens: {a['eta']:.3g} "
@@ -325,5 +408,16 @@ def format_advice(res: dict) -> str:
     rows = res["rows"]
     lines.append(f"rows: {rows['used']} used, {rows['left_out']} left out")
     lines += [f"  line {p['line']}: {p['reason']}" for p in rows["problems"]]
-    lines.append(f"batch size: {res['batch']}")
+    b = res["batch"]
+    if "note" in b:
+        lines.append(f"batch size: {b['note']}")
+    else:
+        law = b["law"]
+        lines.append(f"batch size: {b['batch_tokens']:,.0f} tokens per step [{b['interval'][0]:,.0f}, "
+                     f"{b['interval'][1]:,.0f}] (B_opt = {law['c']:.3g} N^{law['a']:.3f} D^{law['b']:.3f}, "
+                     f"R^2 = {law['r2']:.3f}, {law['points']} (N, D) optima)")
+        lines.append("  schedule (token milestones): " + ", ".join(
+            f"up to {m['until_tokens']:,.4g}: {m['batch_tokens']:,.0f}" for m in b["schedule"]))
+        for e in b["edge_groups"]:
+            lines.append(f"  left out: N = {e['n_params']:,.4g}, D = {e['tokens']:,.4g}: {e['reason']}")
     return "\n".join(lines)

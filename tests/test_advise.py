@@ -130,3 +130,39 @@ def test_other_peoples_columns_and_units(tmp_path, capsys):
         assert main(["advise", "--results", str(path), "--columns", bad, "--target-params", "1",
                      "--target-tokens", "1"]) == 2
         assert msg in capsys.readouterr().err
+
+
+def batch_table(noise=0.0, seed=0, sizes=(2e4, 5e4, 1.2e5), Ds=(1e5, 2e5, 4e5, 8e5)):
+    """Runs on a shared grid of 8 batch sizes (2^13 .. 2^20 tokens) x 3 LRs per (N, D), with the
+    lowest loss at B_opt = 2 N^0.4 D^0.5 tokens per step and at LR 1e-3."""
+    rng, rows = np.random.default_rng(seed), []
+    for N in sizes:
+        for D in Ds:
+            b_opt = 2.0 * N ** 0.4 * D ** 0.5
+            for B in (2.0 ** k for k in range(13, 21)):
+                for flr in (0.5, 1, 2):
+                    L = 2.0 + 0.02 * math.log(B / b_opt) ** 2 + 0.01 * math.log(flr) ** 2 + noise * rng.normal()
+                    rows.append({"run": f"{N:g}-{D:g}-{B:g}-{flr}", "n_params": str(int(N)), "tokens": str(int(D)),
+                                 "lr": str(1e-3 * flr), "batch_tokens": str(B), "loss": str(L)})
+    return rows
+
+
+def test_the_batch_law_and_schedule_are_recovered():
+    truth = lambda N, D: 2.0 * N ** 0.4 * D ** 0.5
+    res = advise(batch_table(), 1e6, 3.2e6, n_boot=200)
+    b = res["batch"]
+    assert b["law"]["a"] == pytest.approx(0.4, abs=0.02) and b["law"]["b"] == pytest.approx(0.5, abs=0.02)
+    assert b["batch_tokens"] == pytest.approx(truth(1e6, 3.2e6), rel=0.1)
+    assert [m["until_tokens"] for m in b["schedule"]] == [4e5, 8e5, 1.6e6, 3.2e6]
+    ms = [m["batch_tokens"] for m in b["schedule"]]
+    assert ms == sorted(ms) and ms == pytest.approx([truth(1e6, d) for d in (4e5, 8e5, 1.6e6, 3.2e6)], rel=0.1)
+    assert b["interval"][0] < truth(1e6, 3.2e6) < b["interval"][1]
+    assert res["lr"] and all(a["eta"] == pytest.approx(1e-3, rel=1e-6) for a in res["lr"])   # LR per batch
+    # one model size: B_opt = c D^b
+    one = advise(batch_table(sizes=(5e4,)), 5e4, 3.2e6, n_boot=100)["batch"]
+    assert one["law"]["a"] == 0 and one["law"]["b"] == pytest.approx(0.5, abs=0.02)
+    # fewer than 3 batch sizes: said, not fitted; batches all on one side of the optimum: said why
+    assert "fewer than 3 batch sizes" in advise(table(), 1e6, 8e5, n_boot=0)["batch"]["note"]
+    low = [r for r in batch_table() if float(r["batch_tokens"]) <= 2 ** 15]
+    note = advise(low, 1e6, 3.2e6, n_boot=0)["batch"]["note"]
+    assert "no (N, D) group with >= 3 batch sizes and an interior optimum (12 groups with an edge optimum)" in note
