@@ -21,7 +21,7 @@ GRID = {"train.tokens": HORIZONS, "optim.lr": WIDTH.grid[0]["optim.lr"]}
 PROFILES = {
     "smoke": {**{k: v for k, v in WIDTH.profiles["smoke"].items() if k != "grid"},
               "model.base_d_model": 16, "model.d_model": 16, "model.n_heads": 1,
-              "grid": {"train.tokens": [1_024, 2_048], "optim.lr": [3e-3, 1e-2, 3e-2]}},
+              "grid": {"train.tokens": [512, 1_024], "optim.lr": [3e-3, 1e-2, 3e-2]}},
     "cpu": {},
 }
 FIGURES = ["mup_horizon"]
