@@ -17,21 +17,28 @@ final loss (each at its best LR; the same parabola-in-log fit as Eq. 2, edge opt
 B_opt = c N^a D^b over those optima (the Eq. 6 form; c D^b with one N), the target's B_opt with a
 bootstrap interval, and a schedule of B_opt at token milestones D_target / 8, / 4, / 2, 1 (a
 batch that grows with the tokens seen, as the batch-size paper's scheduler does).  The fits are
-the papers' (laws.lr); nothing here fits a law of its own.  Not in yet: B_opt(L) and B_min(L)
-from loss curves (laws.analysis) when the table points to them.
+the papers' (laws.lr); nothing here fits a law of its own.
+
+When the table points to loss curves (its `curve` column) at >= 6 batch sizes of one model size,
+also the batch-size paper's analysis of them (laws.analysis.analyse_size, the same code as
+bsz_lr's own batch sweeps): per model size the revised E(S) at 8 target losses, B_opt(L) and
+B_min(L) as power laws in the loss, and from the size nearest the target a loss-milestone
+schedule (switch to B_opt(L) once the loss reaches L) and, where the curves cover the target's
+tokens, the paper's token-milestone schedule B(D) = B_opt(L_hat(D)) (laws.analysis.dynamic_stages).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from .laws import FitError, LRLaw, band_points, fit_lr_law, fit_lr_parabola
 
-__all__ = ["RowProblem", "parse_columns", "map_columns", "clean_rows", "LRAdvice", "lr_advice", "advise", "format_advice", "plot_advice",
-           "BatchAdvice", "batch_advice"]
+__all__ = ["RowProblem", "parse_columns", "map_columns", "clean_rows", "LRAdvice", "lr_advice", "advise",
+           "format_advice", "plot_advice", "BatchAdvice", "batch_advice", "read_curve", "curve_advice"]
 
 FIRST_ROW = 2          # the line number of a CSV's first data row (line 1 is the header)
 
@@ -55,7 +62,9 @@ def _positive(row: dict, key: str):
     return x, None
 
 
-TARGETS = ("run", "n_params", "tokens", "lr", "batch_tokens", "loss", "status", "seed")
+TARGETS = ("run", "n_params", "tokens", "lr", "batch_tokens", "loss", "status", "seed", "curve", "warmup_tokens",
+           "stable_tokens")
+_TEXT = ("run", "status", "curve")     # --columns copies these as text
 
 
 def parse_columns(text: str, header: list[str]) -> dict[str, str]:
@@ -113,7 +122,7 @@ def map_columns(rows: list[dict], mapping: dict[str, str]) -> list[dict]:
     for r in rows:
         new = dict(r)
         for t, tree in trees.items():
-            if t in ("run", "status") and isinstance(tree.body, ast.Name):
+            if t in _TEXT and isinstance(tree.body, ast.Name):
                 new[t] = r.get(tree.body.id)
                 continue
             try:
@@ -125,7 +134,8 @@ def map_columns(rows: list[dict], mapping: dict[str, str]) -> list[dict]:
 
 
 def clean_rows(rows: list[dict]) -> tuple[list[dict], list[RowProblem]]:
-    """The usable rows as {"line", "N", "D", "lr", "batch", "loss"} (a diverged run's loss is +inf)
+    """The usable rows as {"line", "N", "D", "lr", "batch", "loss", "curve", "warmup", "stable"} (a
+    diverged run's loss is +inf; the last three None when not given)
     and a RowProblem for every row left out: a missing, non-numeric or non-positive N, D, LR or
     batch; a NaN or missing loss (unless the run is marked diverged); a duplicate run id or a
     duplicate (N, D, LR, batch, seed)."""
@@ -164,7 +174,17 @@ def clean_rows(rows: list[dict]) -> tuple[list[dict], list[RowProblem]]:
         if why:
             bad.append(RowProblem(line, why))
         else:
-            good.append({"line": line, **vals})
+            extra = {"curve": (r.get("curve") or "").strip() or None, "curve_why": None}
+            for key, name in (("warmup_tokens", "warmup"), ("stable_tokens", "stable")):
+                v = r.get(key)
+                try:
+                    extra[name] = None if v in (None, "") else float(v)
+                    ok = extra[name] is None or (math.isfinite(extra[name]) and extra[name] >= 0)
+                except (TypeError, ValueError):
+                    extra[name], ok = None, False
+                if not ok and extra["curve"]:
+                    extra["curve_why"] = f"{key} must be a number >= 0, got {v!r}"
+            good.append({"line": line, **vals, **extra})
     return good, bad
 
 
@@ -301,8 +321,129 @@ def _predict_interval_1d(D, y, d_target, n_boot, seed, level) -> tuple:
     return tuple(float(v) for v in np.percentile(preds, [(1 - level) * 50, (1 + level) * 50]))
 
 
-def advise(rows: list[dict], target_params: float, target_tokens: float, plot=None, **kw) -> dict:
-    """The whole advice as plain data (what `--json` prints); plot: also write plot_advice there."""
+def read_curve(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens, val_loss) of a loss-curve file: JSON lines (bsz_lr's metrics.jsonl; lines without
+    val_loss are skipped) or a CSV with tokens and val_loss columns.  ValueError with the reason."""
+    import csv
+    import json
+    pts = []
+    try:
+        with open(path, newline="") as f:
+            if path.suffix == ".csv":
+                rows = list(csv.DictReader(f))
+            else:
+                rows = [json.loads(line) for line in f if line.strip()]
+        for r in rows:
+            if r.get("val_loss") not in (None, "") and r.get("tokens") not in (None, ""):
+                pts.append((float(r["tokens"]), float(r["val_loss"])))
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as e:
+        raise ValueError(f"unreadable ({type(e).__name__}: {e})") from None
+    if not pts:
+        raise ValueError("no rows with tokens and val_loss")
+    t, y = (np.array(v, float) for v in zip(*sorted(pts)))
+    return t, y
+
+
+def _find(curve: str, base: Path | None) -> Path | None:
+    p = Path(curve)
+    for c in ([p] if p.is_absolute() else [p] + ([base / p] if base is not None else [])):
+        if c.is_file():
+            return c
+    return None
+
+
+MIN_CURVE_BATCHES = 6      # the revised E(S) (c1) needs 6 points per target loss
+
+
+def curve_advice(rows: list[dict], target_params: float, target_tokens: float, base: Path | None = None,
+                 n_stages: int = 4, decay_fraction: float = 0.2, n_boot: int = 100) -> dict:
+    """The batch-size paper's analysis of the loss curves the cleaned rows point to.
+
+    Per model size N and batch, the curve of the run with the lowest final loss (its best LR and
+    longest horizon), read up to its stable_tokens (the constant-LR phase) with crossings inside
+    warmup_tokens left out; per N with curves at >= 6 batches laws.analysis.analyse_size (revised
+    E(S) per target loss, B_opt(L), B_min(L)); from the size nearest the target in log N a
+    loss-milestone schedule and, when its curves cover the target's tokens, the token-milestone
+    schedule of dynamic_stages.  Unreadable curves are reported by line and left out."""
+    from .laws.analysis import RunCurve, analyse_size, dynamic_stages
+    from .laws.batch import LossPowerLaw
+    from .laws.ess import RevisedFit
+    problems, best = [], {}
+    for r in rows:
+        if r.get("curve") and math.isfinite(r["loss"]):
+            k = (r["N"], r["batch"])
+            if k not in best or r["loss"] < best[k]["loss"]:
+                best[k] = r
+    curves = {}
+    for (n, b), r in sorted(best.items()):
+        if r["curve_why"]:
+            problems.append({"line": r["line"], "reason": r["curve_why"]})
+            continue
+        path = _find(r["curve"], base)
+        if path is None:
+            problems.append({"line": r["line"], "reason": f"curve {r['curve']}: no such file"})
+            continue
+        try:
+            t, y = read_curve(path)
+        except ValueError as e:
+            problems.append({"line": r["line"], "reason": f"curve {r['curve']}: {e}"})
+            continue
+        keep = (t > 0) & np.isfinite(y) & (t <= (r["stable"] if r["stable"] is not None else math.inf))
+        if keep.sum() < 2:
+            problems.append({"line": r["line"], "reason": f"curve {r['curve']}: fewer than 2 evaluations "
+                             "in the constant-LR phase (stable_tokens)"})
+            continue
+        warm = (r["warmup"] or 0.0) / b
+        curves.setdefault(n, []).append(RunCurve(str(r["line"]), f"N {n:,.4g}", int(n), int(b), int(b), r["lr"], 0,
+                                                 t[keep], t[keep] / b, y[keep], warm, [], 1))
+    sizes, analyses = [], {}
+    for n, cs in sorted(curves.items()):
+        if len(cs) < MIN_CURVE_BATCHES:
+            sizes.append({"n_params": n, "batches": len(cs), "note": f"curves at {len(cs)} batch sizes; "
+                          f"the E(S) fit needs >= {MIN_CURVE_BATCHES}"})
+            continue
+        try:
+            a = analyse_size(cs, n_boot=n_boot, loo=False)
+        except FitError as e:
+            sizes.append({"n_params": n, "batches": len(cs), "note": str(e)})
+            continue
+        analyses[n] = a
+        laws = {}
+        for name, law in (("B_opt", a.bopt_law), ("B_min", a.bmin_law)):
+            laws[name] = ({"B_ref": law.B_ref, "L_ref": law.L_ref, "k": law.k, "k_ci": list(law.k_ci), "r2": law.r2,
+                           "points": law.n} if isinstance(law, LossPowerLaw) else {"note": law})
+        sizes.append({"n_params": n, "batches": len(cs), "laws": laws, "targets": [
+            {"loss": f.target, "B_opt": f.revised.B_opt, "B_min": f.revised.B_min,
+             "B_opt_ci": list(f.ci.get("B_opt", (math.nan, math.nan))), "points": int(len(f.S)),
+             "censored": len(f.censored)} if isinstance(f.revised, RevisedFit) else
+            {"loss": f.target, "note": f.revised} for f in a.fits]})
+    out = {"sizes": sizes, "problems": problems}
+    if not analyses:
+        out["note"] = (f"no model size has readable curves at >= {MIN_CURVE_BATCHES} batch sizes"
+                       if curves or problems else "the table points to no loss curves")
+        return out
+    n0 = min(analyses, key=lambda n: abs(math.log(n / target_params)))
+    a = analyses[n0]
+    if not isinstance(a.bopt_law, LossPowerLaw):
+        out["note"] = f"N = {n0:,.4g}: no B_opt(L) law ({a.bopt_law})"
+        return out
+    fitted = [f.target for f in a.fits if isinstance(f.revised, RevisedFit)]
+    out["from_n_params"] = n0
+    out["loss_schedule"] = [{"loss": L, "B_opt": float(a.bopt_law(L))} for L in sorted(fitted, reverse=True)]
+    try:
+        dyn = dynamic_stages(a, int(target_tokens), n_stages, decay_fraction)
+        out["token_schedule"] = {"batch_tokens": dyn["batch_size"],
+                                 "stages": [{"from_tokens": t, "batch_tokens": b} for t, b in dyn["batch_stages"]],
+                                 "loss_at_stage": dyn["L_hat"], "extrapolated": dyn["extrapolated"]}
+    except FitError as e:
+        out["token_schedule"] = {"note": str(e)}
+    return out
+
+
+def advise(rows: list[dict], target_params: float, target_tokens: float, plot=None, base: Path | None = None,
+           **kw) -> dict:
+    """The whole advice as plain data (what `--json` prints); plot: also write plot_advice there;
+    base: the table's folder (relative curve paths are looked up there too)."""
     good, bad = clean_rows(rows)
     res = {"target": {"n_params": target_params, "tokens": target_tokens},
            "rows": {"used": len(good), "left_out": len(bad),
@@ -331,8 +472,12 @@ def advise(rows: list[dict], target_params: float, target_tokens: float, plot=No
                             "schedule": [{"until_tokens": t, "batch_tokens": x} for t, x in b.schedule]}
         except FitError as e:
             res["batch"] = {"note": f"no batch law: {e}"}
-    if not res["lr"] and "note" in res["batch"]:
-        raise FitError(f"{res['lr_note']}; and {res['batch']['note']}")
+    if any(r["curve"] for r in good):
+        res["batch_curves"] = curve_advice(good, target_params, target_tokens, base,
+                                           n_boot=max(10, min(100, kw.get("n_boot", 100))))
+    if not res["lr"] and "note" in res["batch"] and "loss_schedule" not in res.get("batch_curves", {}):
+        curves = res.get("batch_curves", {}).get("note")
+        raise FitError(f"{res['lr_note']}; and {res['batch']['note']}" + (f"; and from the curves: {curves}" if curves else ""))
     if plot is not None and res["lr"]:
         plot_advice(good, res, plot)
     return res
@@ -420,4 +565,44 @@ def format_advice(res: dict) -> str:
             f"up to {m['until_tokens']:,.4g}: {m['batch_tokens']:,.0f}" for m in b["schedule"]))
         for e in b["edge_groups"]:
             lines.append(f"  left out: N = {e['n_params']:,.4g}, D = {e['tokens']:,.4g}: {e['reason']}")
+    if "batch_curves" in res:
+        lines += _format_curves(res["batch_curves"])
     return "\n".join(lines)
+
+
+def _format_curves(c: dict) -> list[str]:
+    lines = ["batch size from the loss curves (revised E(S) per target loss; batches in tokens):"]
+    for s in c["sizes"]:
+        head = f"  N = {s['n_params']:,.4g}, curves at {s['batches']} batch sizes"
+        if "note" in s:
+            lines.append(f"{head}: {s['note']}")
+            continue
+        lines.append(head)
+        for name, law in s["laws"].items():
+            if "note" in law:
+                lines.append(f"    {name}(L): {law['note']}")
+            else:
+                lines.append(f"    {name}(L) = {law['B_ref']:,.0f} (L / {law['L_ref']:.3f})^-{law['k']:.2f}, "
+                             f"k in [{law['k_ci'][0]:.2f}, {law['k_ci'][1]:.2f}], R^2 = {law['r2']:.3f}, "
+                             f"{law['points']} target losses")
+        for t in s["targets"]:
+            lines.append(f"    L = {t['loss']:.3f}: " + (t["note"] if "note" in t else
+                         f"B_opt {t['B_opt']:,.0f} [{t['B_opt_ci'][0]:,.0f}, {t['B_opt_ci'][1]:,.0f}], "
+                         f"B_min {t['B_min']:,.0f}, {t['points']} batches" +
+                         (f" ({t['censored']} never reached it)" if t["censored"] else "")))
+    for p in c["problems"]:
+        lines.append(f"  line {p['line']}: {p['reason']}")
+    if "note" in c:
+        lines.append(f"  {c['note']}")
+    if "loss_schedule" in c:
+        lines.append(f"  schedule by loss (from N = {c['from_n_params']:,.4g}; switch once the loss reaches L): "
+                     + ", ".join(f"L {m['loss']:.3f}: {m['B_opt']:,.0f}" for m in c["loss_schedule"]))
+        ts = c["token_schedule"]
+        if "note" in ts:
+            lines.append(f"  schedule by tokens: {ts['note']}")
+        else:
+            lines.append(f"  schedule by tokens (B_opt of the curves' loss at each stage, rounded to the batches "
+                         f"tried): {ts['batch_tokens']:,}" + "".join(
+                             f", from {m['from_tokens']:,}: {m['batch_tokens']:,}" for m in ts["stages"])
+                         + (" (B_opt(L) extrapolated past the fitted losses)" if any(ts["extrapolated"]) else ""))
+    return lines

@@ -171,7 +171,7 @@ def _advise(args) -> int:
         except ValueError as e:
             raise ConfigError(str(e)) from None
     try:
-        res = advise(rows, args.target_params, args.target_tokens, seed=args.seed, plot=args.plot)
+        res = advise(rows, args.target_params, args.target_tokens, seed=args.seed, plot=args.plot, base=path.parent)
     except FitError as e:
         raise ConfigError(f"advise: {e}") from None
     print(json.dumps(res, indent=1) if args.json else format_advice(res))
@@ -260,13 +260,15 @@ def main(argv=None) -> int:
     x.add_argument("--out", required=True, help="the CSV to write")
     x.set_defaults(fn=_export)
 
-    v = sub.add_parser("advise", help="fit the LR laws on a results table and recommend a peak LR for a target run")
+    v = sub.add_parser("advise", help="fit the LR and batch laws on a results table and recommend a peak LR, "
+                                      "batch size and batch schedule for a target run")
     v.add_argument("--results", required=True, metavar="TABLE", help="a results table (CSV, see results_table.py)")
     v.add_argument("--target-params", required=True, type=float, metavar="N",
                    help="the target's non-embedding parameters (active ones for MoE)")
     v.add_argument("--target-tokens", required=True, type=float, metavar="D", help="the target's training tokens")
     v.add_argument("--columns", metavar="NAME=EXPR,...",
-                   help="map the table's columns onto n_params, tokens, lr, batch_tokens, loss, status, run, seed "
+                   help="map the table's columns onto n_params, tokens, lr, batch_tokens, loss, status, run, seed, "
+                        "curve, warmup_tokens, stable_tokens "
                         "(+ - * / and numbers for units), e.g. batch_tokens=batch*seq_len,lr=peak_lr")
     v.add_argument("--json", action="store_true", help="the advice as JSON")
     v.add_argument("--plot", metavar="FILE", help="also a one-page figure of the fits (PNG / PDF by its suffix)")

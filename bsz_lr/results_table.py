@@ -10,7 +10,13 @@ Columns (units in the names' docs; anyone's sweep can be written in this format)
     batch_tokens     batch size in tokens per step (the first stage's for a batch schedule)
     loss             final held-out loss (post-decay for a WSD run or a decay branch)
     status           completed | diverged (diverged runs have an empty loss)
-    curve            optional: path to a loss-curve file (JSON lines with step, tokens, val_loss)
+    curve            optional: path to a loss-curve file (JSON lines with tokens and val_loss, step
+                     optional; lines without val_loss are skipped), absolute or relative to the
+                     working directory or the table's folder.  With curves at >= 6 batch sizes per
+                     model size, `advise` fits the batch-size paper's B_opt(L) and B_min(L)
+    warmup_tokens    optional: tokens of LR warmup (crossings inside warmup are not used)
+    stable_tokens    optional: the end of the constant-LR phase in tokens (WSD: where the decay
+                     starts); the E(S) analysis reads the curve only up to it (default: all of it)
     experiment, profile, seq_len, seed, ffn, schedule, init_from   provenance (optional)
 
     python -m bsz_lr export EXPERIMENT --profile cpu --out table.csv
@@ -25,9 +31,9 @@ from pathlib import Path
 __all__ = ["COLUMNS", "REQUIRED", "export_rows", "write_table", "read_table"]
 
 REQUIRED = ("run", "n_params", "tokens", "lr", "batch_tokens", "loss")
-COLUMNS = REQUIRED + ("n_params_total", "status", "curve", "experiment", "profile", "seq_len", "seed", "ffn",
-                      "schedule", "init_from")
-_INT = ("n_params", "n_params_total", "tokens", "batch_tokens", "seq_len", "seed")
+COLUMNS = REQUIRED + ("n_params_total", "status", "curve", "warmup_tokens", "stable_tokens", "experiment",
+                      "profile", "seq_len", "seed", "ffn", "schedule", "init_from")
+_INT = ("n_params", "n_params_total", "tokens", "batch_tokens", "seq_len", "seed", "warmup_tokens", "stable_tokens")
 _FLOAT = ("lr", "loss")
 
 
@@ -40,12 +46,18 @@ def export_rows(root: Path, name: str, profile: str) -> list[dict]:
         p = st.get("params") or {}
         inactive = int(p.get("total", 0)) - int(p.get("active", 0))
         loss = st.get("final_val_loss")
+        sch, T = c["schedule"], int(c["data"]["seq_len"])
+        warm = int(sch["warmup_tokens"] or sch["warmup_steps"] * int(c["data"]["batch_size"]) * T)
+        D = int(st.get("tokens", 0))
+        stable = {"constant": D, "cosine": warm,
+                  "wsd": int(sch.get("decay_start_tokens") or D * (1 - sch["decay_fraction"]))}.get(sch["kind"], "")
         rows.append({
             "run": r["hash"], "n_params": int(p.get("non_embedding", 0)) - inactive,
-            "n_params_total": int(p.get("non_embedding", 0)), "tokens": int(st.get("tokens", 0)),
+            "n_params_total": int(p.get("non_embedding", 0)), "tokens": D,
             "lr": float(c["optim"]["lr"]), "batch_tokens": int(c["data"]["batch_size"]) * int(c["data"]["seq_len"]),
             "loss": float(loss) if st.get("status") == "completed" and loss is not None and math.isfinite(loss) else "",
-            "status": st["status"], "curve": str(Path(r["dir"]) / "metrics.jsonl"), "experiment": name,
+            "status": st["status"], "curve": str(Path(r["dir"]) / "metrics.jsonl"), "warmup_tokens": warm,
+            "stable_tokens": stable, "experiment": name,
             "profile": profile, "seq_len": int(c["data"]["seq_len"]), "seed": int(c["train"]["seed"]),
             "ffn": c["model"]["ffn"], "schedule": c["schedule"]["kind"], "init_from": c["train"]["init_from"]})
     return rows

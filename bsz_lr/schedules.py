@@ -147,6 +147,10 @@ class BatchSchedule:
     def batch_at(self, step: int) -> int:
         return self.stage_of(step)[3]
 
+    def batches_used(self, total_steps: int) -> set[int]:
+        """Every batch size a run of total_steps steps draws (one per stage that starts in it)."""
+        return {self.batch_at(s0) for s0, *_ in self._starts if s0 < total_steps}
+
     def sequences_before(self, step: int) -> int:
         s0, q0, _, b = self.stage_of(step)
         return q0 + (step - s0) * b

@@ -109,7 +109,6 @@ class StepFns(NamedTuple):
     eval_batch: Callable      # (params, batch_BxT1) -> mean cross-entropy, jitted
     raw_chunk: Callable | None  # train_chunk before jit (for vmap)
     state_sharding: object = None   # on a mesh: the train state's NamedShardings (else None)
-    mesh: object = None             # the jax.sharding.Mesh the steps are placed on (else None)
 
 
 def grads_fn(model: Transformer, microbatches: int = 1, probe: bool = False):
@@ -185,13 +184,12 @@ def compiled_fns(model_cfg: ModelConfig, optim_cfg: OptimConfig, metric_names: t
         return StepFns(init_state, jax.jit(chunk, donate_argnums=donate), jax.jit(eval_batch), chunk)
     st = shard_lib.state_shardings(jax.eval_shape(init_state, 0), mesh)
     rep = shard_lib.replicated(mesh)
-    init_sharded = jax.jit(init_state, out_shardings=st)
-    return StepFns(lambda seed: init_sharded(seed),
+    return StepFns(jax.jit(init_state, out_shardings=st),
                    jax.jit(chunk, in_shardings=(st, shard_lib.batch_sharding(mesh, 3, 1), rep),
                            out_shardings=(st, rep), donate_argnums=(0,)),
                    jax.jit(eval_batch, in_shardings=(st.params, shard_lib.batch_sharding(mesh, 2, 0)),
                            out_shardings=rep),
-                   chunk, st, mesh)
+                   chunk, st)
 
 
 @functools.lru_cache(maxsize=8)
@@ -636,7 +634,7 @@ def train_group(cfgs: list[Config], run_dirs, *, stop_after: int | None = None, 
                           "(--mesh data=1) or train the runs separately")
     val = data_lib.val_batches(corpus.val, cfg.data.seq_len, t.eval_tokens, cfg.data.batch_size)
     if mesh is not None:         # every batch shape the run will use, before anything is written
-        for b in {p.batch.batch_at(s) for s in range(p.total_steps)} | {len(v) for v in val}:
+        for b in p.batch.batches_used(p.total_steps) | {len(v) for v in val}:
             shard_lib.check_batch(mesh, b)
     from .store import checkpoint_steps
     parent_dir = (_check_parent(cfg, p, Path(run_dirs[0]))

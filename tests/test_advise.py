@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from bsz_lr.advise import advise, clean_rows, lr_advice
+from bsz_lr.advise import advise, clean_rows, curve_advice, lr_advice
 from bsz_lr.cli import main
 from bsz_lr.laws import FitError
 from bsz_lr.results_table import COLUMNS
@@ -166,3 +166,82 @@ def test_the_batch_law_and_schedule_are_recovered():
     low = [r for r in batch_table() if float(r["batch_tokens"]) <= 2 ** 15]
     note = advise(low, 1e6, 3.2e6, n_boot=0)["batch"]["note"]
     assert "no (N, D) group with >= 3 batch sizes and an interior optimum (12 groups with an edge optimum)" in note
+
+
+def curve_table(tmp_path, runs):
+    """Results-table rows for store-shaped runs, each pointing to its curve written under tmp_path
+    (paths relative to the table's folder)."""
+    (tmp_path / "curves").mkdir(exist_ok=True)
+    rows = []
+    for r in runs:
+        rel = f"curves/{r['hash']}.jsonl"
+        with open(tmp_path / rel, "w") as f:
+            f.writelines(json.dumps(m) + "\n" for m in r["metrics"])
+        c, last = r["config"], r["metrics"][-1]
+        rows.append({"run": r["hash"], "n_params": str(r["status"]["params"]["non_embedding"]),
+                     "tokens": str(last["tokens"]), "lr": str(c["optim"]["lr"]),
+                     "batch_tokens": str(c["data"]["batch_size"] * c["data"]["seq_len"]),
+                     "loss": str(last["val_loss"]), "curve": rel, "warmup_tokens": "0", "stable_tokens": ""})
+    return rows
+
+
+def test_batch_laws_and_schedules_from_loss_curves(tmp_path, capsys):
+    from bsz_lr.laws.analysis import analyse_size, dynamic_stages, run_curves
+    from .synthetic_sweep import synth_runs
+    runs = synth_runs()
+    rows = curve_table(tmp_path, runs)
+    c = advise(rows, 64_000, 750_000, base=tmp_path, n_boot=20)["batch_curves"]
+    ref = analyse_size(run_curves(runs), n_boot=20, loo=False)         # the batch paper's own analysis
+    (size,) = c["sizes"]
+    assert size["n_params"] == 64_000 and size["batches"] == 7 and not c["problems"]
+    assert size["laws"]["B_opt"]["k"] == pytest.approx(ref.bopt_law.k) and size["laws"]["B_opt"]["k"] > 0
+    assert size["laws"]["B_min"]["k"] == pytest.approx(ref.bmin_law.k) and size["laws"]["B_min"]["k"] > 0
+    # B_opt(L) against the mechanism's: the batch with the fewest tokens to reach L
+    L0, sigma, A, alpha, Bc = 1.2, 200.0, 40.0, 0.3, 2048.0
+    b = np.geomspace(100, 1e5, 20_000)
+    fitted = [t for t in size["targets"] if "B_opt" in t]
+    assert len(fitted) >= 3
+    for t in fitted:
+        with np.errstate(invalid="ignore"):
+            E = (1 + b / Bc) * np.where(t["loss"] - L0 - sigma / b > 0, (t["loss"] - L0 - sigma / b) / A, np.nan) ** (-1 / alpha)
+        assert t["B_opt"] == pytest.approx(b[np.nanargmin(E)], rel=0.15) and t["B_opt"] > t["B_min"]
+    sched = [m["B_opt"] for m in c["loss_schedule"]]
+    assert sched == sorted(sched) and c["from_n_params"] == 64_000
+    dyn = dynamic_stages(ref, 750_000)
+    ts = c["token_schedule"]
+    assert ts["batch_tokens"] == dyn["batch_size"] * 64
+    assert [(m["from_tokens"], m["batch_tokens"]) for m in ts["stages"]] == [(t, x * 64) for t, x in dyn["batch_stages"]]
+    path = tmp_path / "t.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    assert main(["advise", "--results", str(path), "--target-params", "64000", "--target-tokens", "750000"]) == 0
+    out = capsys.readouterr().out
+    assert "B_opt(L) = " in out and "schedule by loss" in out and "schedule by tokens" in out
+
+
+def test_curve_problems_are_reported_and_left_out(tmp_path):
+    from .synthetic_sweep import synth_runs
+    rows = curve_table(tmp_path, synth_runs())
+    better = {**rows[0], "run": "x", "loss": "0.5", "curve": "curves/missing.jsonl", "lr": "1e-3"}
+    (tmp_path / "curves" / "bad.jsonl").write_text("{not json\n")
+    bad = {**rows[1], "run": "y", "loss": "0.5", "curve": "curves/bad.jsonl", "lr": "1e-3"}
+    odd = {**rows[2], "run": "z", "loss": "0.5", "stable_tokens": "abc", "lr": "1e-3"}
+    good, _ = clean_rows(rows + [better, bad, odd])
+    c = curve_advice(good, 64_000, 750_000, base=tmp_path, n_boot=10)
+    reasons = {p["line"]: p["reason"] for p in c["problems"]}
+    assert reasons == {9: "curve curves/missing.jsonl: no such file",
+                       10: "curve curves/bad.jsonl: unreadable (JSONDecodeError: Expecting property name "
+                           "enclosed in double quotes: line 1 column 2 (char 1))",
+                       11: "stable_tokens must be a number >= 0, got 'abc'"}
+    assert c["sizes"][0]["batches"] == 4 and "the E(S) fit needs >= 6" in c["sizes"][0]["note"]
+    assert "no model size has readable curves at >= 6 batch sizes" in c["note"]
+    # a stable phase that ends before the second evaluation leaves the curve out, said why
+    short = [{**r, "stable_tokens": "1"} for r in rows]
+    c = curve_advice(clean_rows(short)[0], 64_000, 750_000, base=tmp_path, n_boot=10)
+    assert "fewer than 2 evaluations" in c["problems"][0]["reason"]
+    with pytest.raises(FitError, match="and from the curves: no model size has readable curves"):
+        advise(short, 64_000, 750_000, base=tmp_path, n_boot=10)
+    # no curves: no curve advice
+    assert "batch_curves" not in advise(table(), 1e6, 8e5, n_boot=10)

@@ -24,6 +24,13 @@ def test_export_and_read_round_trip(tmp_path, capsys):
         assert row["batch_tokens"] == r["config"]["data"]["batch_size"] * r["config"]["data"]["seq_len"]
         assert row["n_params"] == r["status"]["params"]["non_embedding"] == row["n_params_total"]
         assert "step" in json.loads(open(row["curve"]).readline())              # the curve file is there
+        sch = r["config"]["schedule"]
+        assert row["warmup_tokens"] == (sch["warmup_tokens"] or sch["warmup_steps"] * row["batch_tokens"])
+        if sch["kind"] == "constant":                                            # the trunk: all of it
+            assert row["stable_tokens"] == row["tokens"]
+        else:                                                                    # a WSD branch: to its decay
+            start = sch["decay_start_tokens"] or row["tokens"] * (1 - sch["decay_fraction"])
+            assert sch["kind"] == "wsd" and row["stable_tokens"] == int(start) < row["tokens"]
     assert sum(bool(r["init_from"]) for r in rows) == 3                      # the decay branches
     # a diverged run has an empty loss, read back as None
     write_table([{**rows[0], "loss": "", "status": "diverged"}], tmp_path / "d.csv")

@@ -192,6 +192,8 @@ def test_multistage_matches_simulation(stages):
     ref = simulate(stages, T, n)
     for s, (b, seqs, toks) in enumerate(ref):
         assert (bs.batch_at(s), bs.sequences_before(s), bs.tokens_before(s)) == (b, seqs, toks), s
+    for k in (1, n // 3, n):
+        assert bs.batches_used(k) == {b for b, _, _ in ref[:k]}
     # next_change: first later step with a different batch size (or None)
     for s in range(n - 1):
         later = [t for t in range(s + 1, n) if ref[t][0] != ref[s][0]]

@@ -124,7 +124,9 @@ def _noise_points(c: RunCurve, bins: int = 12) -> list:
 
 
 def analyse_size(curves: list[RunCurve], n_targets: int = 8, window: int = 3, n_boot: int = 100,
-                 spacing: str = "gap") -> SizeAnalysis:
+                 spacing: str = "gap", loo: bool = True) -> SizeAnalysis:
+    """One model size's batch sweep: targets, crossings, E(S) fits per target with bootstrap
+    intervals (n_boot) and, with loo, leave-one-out errors (most of the time), B_opt(L), B_min(L)."""
     curves = [c for c in curves if c.tokens.size >= 2]
     if len(curves) < 2:
         raise FitError(f"batch sweep: need >= 2 runs with evaluations, got {len(curves)}")
@@ -144,12 +146,13 @@ def analyse_size(curves: list[RunCurve], n_targets: int = 8, window: int = 3, n_
         ci = _try(bootstrap, same_form, S, E, n=n_boot) if isinstance(rev, RevisedFit) else {}
         warm = getattr(rev, "_x", None)     # leave-one-out refits start from the full fit (+ 4 random starts)
         loo_fit = lambda s, e: fit_revised(s, e, form="auto", restarts=4, x0=warm)
-        loo = {"classical": _try(loo_error, fit_classical, S, E) if len(S) >= 4 else {},
+        errs = {} if not loo else {
+               "classical": _try(loo_error, fit_classical, S, E) if len(S) >= 4 else {},
                "revised": _try(loo_error, loo_fit, S, E) if len(S) >= 7 else {},
                "ql": _try(loo_error, lambda s, e: fit_revised(s, e, form="ql", restarts=4), S, E)
                if len(S) >= 6 else {},
                "free": _try(loo_error, lambda s, e: fit_revised(s, e, form="free"), S, E) if len(S) >= 6 else {}}
-        fits.append(TargetFit(float(L), bt, S, E, censored, cla, rev, free, ci if isinstance(ci, dict) else {}, loo))
+        fits.append(TargetFit(float(L), bt, S, E, censored, cla, rev, free, ci if isinstance(ci, dict) else {}, errs))
     good = [f for f in fits if isinstance(f.revised, RevisedFit)]
     Ls = [f.target for f in good]
     bopt = _try(fit_loss_power_law, Ls, [f.revised.B_opt for f in good])
