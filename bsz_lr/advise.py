@@ -478,20 +478,29 @@ def advise(rows: list[dict], target_params: float, target_tokens: float, plot=No
     if not res["lr"] and "note" in res["batch"] and "loss_schedule" not in res.get("batch_curves", {}):
         curves = res.get("batch_curves", {}).get("note")
         raise FitError(f"{res['lr_note']}; and {res['batch']['note']}" + (f"; and from the curves: {curves}" if curves else ""))
-    if plot is not None and res["lr"]:
+    if plot is not None:
         plot_advice(good, res, plot)
     return res
 
 
 def plot_advice(rows: list[dict], res: dict, path) -> None:
-    """One page per the advice: per batch size, loss vs LR of every (N, D) group with its Eq. 2
-    optimum, and eta* vs N per D with Eq. 6's lines and the target's prediction and interval."""
+    """One page of the advice's fits: per batch size, loss vs LR of every (N, D) group and eta* vs N
+    per D with Eq. 6's lines and the target's prediction and interval; then, when fitted, the
+    batch law's optima vs D with its lines and the target, and B_opt(L), B_min(L) per model size
+    from the loss curves."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     adv = res["lr"]
-    fig, axes = plt.subplots(len(adv), 2, figsize=(12, 4.2 * len(adv)), squeeze=False)
+    has_batch = "law" in res["batch"]
+    has_curves = any("laws" in x for x in res.get("batch_curves", {}).get("sizes", []))
+    n_rows = len(adv) + (1 if has_batch or has_curves else 0)
+    if n_rows == 0:
+        raise FitError("--plot: nothing was fitted")
+    fig, axes = plt.subplots(n_rows, 2, figsize=(12, 4.2 * n_rows), squeeze=False)
     t = res["target"]
+    if has_batch or has_curves:
+        _plot_batch(axes[-1][0], axes[-1][1], res, has_batch, has_curves)
     for (a1, a2), a in zip(axes, adv):
         rs = [r for r in rows if r["batch"] == a["batch_tokens"]]
         groups = sorted({(r["N"], r["D"]) for r in rs})
@@ -530,6 +539,55 @@ def plot_advice(rows: list[dict], res: dict, path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _plot_batch(a1, a2, res: dict, has_batch: bool, has_curves: bool) -> None:
+    import matplotlib.pyplot as plt
+    t, cmap = res["target"], plt.get_cmap("viridis")
+    if has_batch:
+        b = res["batch"]
+        law = b["law"]
+        Ns = sorted({n for n, _, _ in b["optima"]})
+        Ds = np.geomspace(min(d for _, d, _ in b["optima"]), max(t["tokens"], max(d for _, d, _ in b["optima"])), 50)
+        for i, n in enumerate(Ns):
+            c = cmap(i / max(1, len(Ns) - 1))
+            a1.plot(*zip(*[(d, x) for nn, d, x in b["optima"] if nn == n]), "o", color=c, label=f"N = {n:,.3g}")
+            a1.plot(Ds, law["c"] * n ** law["a"] * Ds ** law["b"], "-", lw=1, color=c)
+        lo, hi = b["interval"]
+        a1.errorbar([t["tokens"]], [b["batch_tokens"]], yerr=[[b["batch_tokens"] - lo], [hi - b["batch_tokens"]]]
+                    if np.isfinite(lo) else None, fmt="*", ms=12, color="C3", capsize=4,
+                    label=f"target (N = {t['n_params']:,.3g}): {b['batch_tokens']:,.0f}")
+        a1.set_xscale("log")
+        a1.set_yscale("log")
+        a1.set_xlabel("D (tokens)")
+        a1.set_ylabel("optimal batch (tokens)")
+        a1.set_title(f"B_opt = {law['c']:.3g} N^{law['a']:.3f} D^{law['b']:.3f}, R^2 = {law['r2']:.3f}", fontsize=9)
+        a1.grid(alpha=0.3)
+        a1.legend(fontsize=6)
+    else:
+        a1.axis("off")
+    if not has_curves:
+        a2.axis("off")
+        return
+    sizes = [x for x in res["batch_curves"]["sizes"] if "laws" in x]
+    for i, s in enumerate(sizes):
+        c = cmap(i / max(1, len(sizes) - 1))
+        pts = [x for x in s["targets"] if "B_opt" in x]
+        L = np.array([x["loss"] for x in pts])
+        for name, mark, ls in (("B_opt", "o", "-"), ("B_min", "s", ":")):
+            a2.plot(L, [max(x[name], 1e-3) for x in pts], mark, color=c, mfc="none" if name == "B_min" else c,
+                    label=f"{name}, N = {s['n_params']:,.3g}")
+            law = s["laws"][name]
+            if "k" in law and L.size:
+                Lg = np.linspace(L.min(), L.max(), 30)
+                a2.plot(Lg, law["B_ref"] * (Lg / law["L_ref"]) ** -law["k"], ls, lw=1, color=c)
+    a2.set_yscale("log")
+    a2.invert_xaxis()
+    a2.set_xlabel("target loss L (falls to the right)")
+    a2.set_ylabel("batch (tokens)")
+    a2.set_title("from the loss curves: B_opt(L) and B_min(L) per model size (revised E(S))", fontsize=9)
+    a2.grid(alpha=0.3)
+    a2.legend(fontsize=6)
 
 
 def format_advice(res: dict) -> str:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from bsz_lr.advise import advise, clean_rows, curve_advice, lr_advice
+from bsz_lr.advise import advise, clean_rows, curve_advice, lr_advice, plot_advice
 from bsz_lr.cli import main
 from bsz_lr.laws import FitError
 from bsz_lr.results_table import COLUMNS
@@ -147,7 +147,7 @@ def batch_table(noise=0.0, seed=0, sizes=(2e4, 5e4, 1.2e5), Ds=(1e5, 2e5, 4e5, 8
     return rows
 
 
-def test_the_batch_law_and_schedule_are_recovered():
+def test_the_batch_law_and_schedule_are_recovered(tmp_path):
     truth = lambda N, D: 2.0 * N ** 0.4 * D ** 0.5
     res = advise(batch_table(), 1e6, 3.2e6, n_boot=200)
     b = res["batch"]
@@ -158,6 +158,8 @@ def test_the_batch_law_and_schedule_are_recovered():
     assert ms == sorted(ms) and ms == pytest.approx([truth(1e6, d) for d in (4e5, 8e5, 1.6e6, 3.2e6)], rel=0.1)
     assert b["interval"][0] < truth(1e6, 3.2e6) < b["interval"][1]
     assert res["lr"] and all(a["eta"] == pytest.approx(1e-3, rel=1e-6) for a in res["lr"])   # LR per batch
+    plot_advice(clean_rows(batch_table())[0], res, tmp_path / "b.png")      # LR rows and the batch row
+    assert (tmp_path / "b.png").stat().st_size > 10_000
     # one model size: B_opt = c D^b
     one = advise(batch_table(sizes=(5e4,)), 5e4, 3.2e6, n_boot=100)["batch"]
     assert one["law"]["a"] == 0 and one["law"]["b"] == pytest.approx(0.5, abs=0.02)
@@ -216,7 +218,9 @@ def test_batch_laws_and_schedules_from_loss_curves(tmp_path, capsys):
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    assert main(["advise", "--results", str(path), "--target-params", "64000", "--target-tokens", "750000"]) == 0
+    assert main(["advise", "--results", str(path), "--target-params", "64000", "--target-tokens", "750000",
+                 "--plot", str(tmp_path / "fits.png")]) == 0
+    assert (tmp_path / "fits.png").stat().st_size > 10_000       # no LR law here: the batch row alone
     out = capsys.readouterr().out
     assert "B_opt(L) = " in out and "schedule by loss" in out and "schedule by tokens" in out
 
