@@ -203,6 +203,15 @@ class LRAdvice:
     outside: list = field(default_factory=list)   # how the target lies outside the fitted ranges
 
 
+def _outside(target, n_range, d_range) -> list[str]:
+    """How far the target (N, D) lies outside the fitted ranges, in words (empty when inside)."""
+    pairs = (("N", target[0], n_range), ("D", target[1], d_range))
+    return ([f"{what} = {t:,.4g} is {t / hi:.2g}x the largest in the table ({hi:,.4g})"
+             for what, t, (lo, hi) in pairs if t > hi] +
+            [f"{what} = {t:,.4g} is below the smallest in the table ({lo:,.4g})"
+             for what, t, (lo, hi) in pairs if t < lo])
+
+
 def _predict_interval(N, D, eta, target, n_boot: int, seed: int, level: float) -> tuple:
     rng, preds = np.random.default_rng(seed), []
     X = np.stack([np.ones_like(N), np.log(N), np.log(D)], 1)
@@ -250,10 +259,7 @@ def lr_advice(rows: list[dict], target_params: float, target_tokens: float, *, n
         except FitError as e:
             band, band_eta = str(e), None
         n_range, d_range = (float(N.min()), float(N.max())), (float(D.min()), float(D.max()))
-        outside = [f"{what} = {t:,.4g} is {t / hi:.2g}x the largest in the table ({hi:,.4g})"
-                   for what, t, (lo, hi) in (("N", target[0], n_range), ("D", target[1], d_range)) if t > hi]
-        outside += [f"{what} = {t:,.4g} is below the smallest in the table ({lo:,.4g})"
-                    for what, t, (lo, hi) in (("N", target[0], n_range), ("D", target[1], d_range)) if t < lo]
+        outside = _outside(target, n_range, d_range)
         out.append(LRAdvice(float(batch), float(law(*target)),
                             _predict_interval(N, D, eta, target, n_boot, seed, level), law, band_eta, band,
                             optima, edges, n_range, d_range, outside))
@@ -269,7 +275,8 @@ class BatchAdvice:
     law: LRLaw                         # B_opt = c N^a D^b (a = 0 when the table has one N)
     optima: list                       # (N, D, B_opt) used
     edges: list                        # (N, D, reason) of the groups left out
-    schedule: list                     # (tokens, batch) milestones: B_opt(N_target, D) at D_target / 8 .. D_target
+    schedule: list                     # (tokens, batch, (lo, hi)): B_opt(N_target, D) at D_target / 8 .. D_target
+    outside: list = field(default_factory=list)   # how the target lies outside the fitted N and D
 
 
 def batch_advice(rows: list[dict], target_params: float, target_tokens: float, *, n_boot: int = 1000,
@@ -304,8 +311,14 @@ def batch_advice(rows: list[dict], target_params: float, target_tokens: float, *
         h = fit_horizon(D, Bs, n_boot=n_boot, seed=seed, level=level)
         law = LRLaw(h.c, 0.0, -h.beta, h.r2, h.n, (0.0, 0.0), (-h.beta_ci[1], -h.beta_ci[0]))
         interval = _predict_interval_1d(D, Bs, target[1], n_boot, seed, level)
-    sched = [(target[1] * f, float(law(target[0], target[1] * f))) for f in (1 / 8, 1 / 4, 1 / 2, 1)]
-    return BatchAdvice(float(law(*target)), interval, law, optima, edges, sched)
+    sched = []
+    for f in (1 / 8, 1 / 4, 1 / 2, 1):
+        at = (target[0], target[1] * f)
+        ci = (_predict_interval(N, D, Bs, at, n_boot, seed, level) if np.unique(N).size >= 2
+              else _predict_interval_1d(D, Bs, at[1], n_boot, seed, level))
+        sched.append((at[1], float(law(*at)), ci))
+    outside = _outside(target, (float(N.min()), float(N.max())), (float(D.min()), float(D.max())))
+    return BatchAdvice(float(law(*target)), interval, law, optima, edges, sched, outside)
 
 
 def _predict_interval_1d(D, y, d_target, n_boot, seed, level) -> tuple:
@@ -427,9 +440,11 @@ def curve_advice(rows: list[dict], target_params: float, target_tokens: float, b
     if not isinstance(a.bopt_law, LossPowerLaw):
         out["note"] = f"N = {n0:,.4g}: no B_opt(L) law ({a.bopt_law})"
         return out
-    fitted = [f.target for f in a.fits if isinstance(f.revised, RevisedFit)]
     out["from_n_params"] = n0
-    out["loss_schedule"] = [{"loss": L, "B_opt": float(a.bopt_law(L))} for L in sorted(fitted, reverse=True)]
+    out["loss_schedule"] = [{"loss": f.target, "B_opt": float(a.bopt_law(f.target)),
+                             "interval": list(f.ci.get("B_opt", (math.nan, math.nan)))}
+                            for f in sorted(a.fits, key=lambda f: -f.target) if isinstance(f.revised, RevisedFit)]
+    out["n_ratio"] = target_params / n0
     try:
         dyn = dynamic_stages(a, int(target_tokens), n_stages, decay_fraction)
         out["token_schedule"] = {"batch_tokens": dyn["batch_size"],
@@ -469,7 +484,8 @@ def advise(rows: list[dict], target_params: float, target_tokens: float, plot=No
                             "law": {"c": b.law.c, "a": b.law.a, "b": b.law.b, "r2": b.law.r2, "points": b.law.n},
                             "optima": [list(o) for o in b.optima],
                             "edge_groups": [{"n_params": n, "tokens": d, "reason": r} for n, d, r in b.edges],
-                            "schedule": [{"until_tokens": t, "batch_tokens": x} for t, x in b.schedule]}
+                            "schedule": [{"until_tokens": t, "batch_tokens": x, "interval": list(ci)}
+                                         for t, x, ci in b.schedule], "outside": b.outside}
         except FitError as e:
             res["batch"] = {"note": f"no batch law: {e}"}
     if any(r["curve"] for r in good):
@@ -620,7 +636,10 @@ def format_advice(res: dict) -> str:
                      f"{b['interval'][1]:,.0f}] (B_opt = {law['c']:.3g} N^{law['a']:.3f} D^{law['b']:.3f}, "
                      f"R^2 = {law['r2']:.3f}, {law['points']} (N, D) optima)")
         lines.append("  schedule (token milestones): " + ", ".join(
-            f"up to {m['until_tokens']:,.4g}: {m['batch_tokens']:,.0f}" for m in b["schedule"]))
+            f"up to {m['until_tokens']:,.4g}: {m['batch_tokens']:,.0f} [{m['interval'][0]:,.0f}, "
+            f"{m['interval'][1]:,.0f}]" for m in b["schedule"]))
+        for o in b["outside"]:
+            lines.append(f"  extrapolation: {o}")
         for e in b["edge_groups"]:
             lines.append(f"  left out: N = {e['n_params']:,.4g}, D = {e['tokens']:,.4g}: {e['reason']}")
     if "batch_curves" in res:
@@ -653,8 +672,10 @@ def _format_curves(c: dict) -> list[str]:
     if "note" in c:
         lines.append(f"  {c['note']}")
     if "loss_schedule" in c:
-        lines.append(f"  schedule by loss (from N = {c['from_n_params']:,.4g}; switch once the loss reaches L): "
-                     + ", ".join(f"L {m['loss']:.3f}: {m['B_opt']:,.0f}" for m in c["loss_schedule"]))
+        lines.append(f"  schedule by loss (B_opt(L) of N = {c['from_n_params']:,.4g}, the target is {c['n_ratio']:.2g}x "
+                     f"that; [the E(S) fit's 90% bootstrap]; switch once the loss reaches L): "
+                     + ", ".join(f"L {m['loss']:.3f}: {m['B_opt']:,.0f} [{m['interval'][0]:,.0f}, "
+                                 f"{m['interval'][1]:,.0f}]" for m in c["loss_schedule"]))
         ts = c["token_schedule"]
         if "note" in ts:
             lines.append(f"  schedule by tokens: {ts['note']}")

@@ -196,7 +196,7 @@ def _info(args) -> int:
     from .data import load_corpus
     from .model import counts_of
     cfg = apply_overrides(Config(), args.overrides)
-    spec = sharding.MeshSpec.parse(args.mesh) if args.mesh else sharding.MeshSpec()
+    spec = sharding.MeshSpec.parse(args.mesh) if args.mesh else sharding.default_spec()
     n = args.devices or jax.device_count()
     mem = sharding.memory_estimate(cfg, spec, n)
     limit = args.device_memory_gb * 2 ** 30 if args.device_memory_gb else sharding.device_memory()

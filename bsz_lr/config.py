@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 import typing
 from dataclasses import dataclass, field
 
@@ -23,7 +24,7 @@ __all__ = [
     "ConfigError", "SchemaError", "ROLES", "ModelConfig", "OptimConfig", "ScheduleConfig", "DataConfig",
     "TrainConfig", "Config", "SIZES", "model_size", "apply_overrides",
     "config_hash", "from_dict", "replica_key", "flatten", "canonical", "ADDED_FIELDS", "REVISIONS",
-    "GPU_BASE", "GPU_LADDER",
+    "GPU_BASE", "GPU_LADDER", "GPU_MICRO_SEQS", "gpu_rung",
 ]
 
 
@@ -96,6 +97,7 @@ class ModelConfig:
     # the loss stay float32; compute_dtype is the dtype of the matmuls and activations.
     compute_dtype: str = "float32"  # float32 | bfloat16 (slower on this CPU: README, CPU speed)
     remat: bool = False             # recompute each block's activations in the backward pass
+    scan_layers: bool = False       # the blocks under one lax.scan: compile time flat in depth
 
     def __post_init__(self):
         p = "model."
@@ -383,16 +385,28 @@ SIZES: dict[str, dict] = {   # parameter counts with the byte vocabulary (256), 
 
 
 # The gpu profiles' ladder (100M-1B, bf16 compute, T = 1024, 128 sequences = 131k tokens per step),
-# sized for one 80 GB GPU: each entry's micro-batches keep sharding.memory_estimate under 80 GiB
-# (tested).  Experiment files build their `gpu` profiles from GPU_BASE and these entries.
+# sized for one 80 GB GPU: each entry's micro-batches keep sharding.memory_estimate under 72 GiB
+# (tested).  Every experiment file's `gpu` profile is built from GPU_BASE and these entries (and
+# tests/test_sharding.py checks every one of its runs against the same estimate).
+# The corpus: the embedded Austen text (4M bytes; a gpu run repeats it many times) unless
+# BSZ_LR_GPU_CORPUS names a .txt / directory / token file (data.corpus), e.g. a tokenised web
+# corpus; the corpus is part of each run's identity.
 GPU_BASE: dict[str, object] = {"model.compute_dtype": "bfloat16", "model.moe_impl": "ragged", "data.seq_len": 1024,
-                               "data.batch_size": 128, "train.eval_tokens": 1_048_576, "train.checkpoint_every": 1000}
-GPU_LADDER: dict[str, dict[str, object]] = {
-    "gpu-100m": {"model.size": "gpu-100m", "train.microbatches": 2},
-    "gpu-300m": {"model.size": "gpu-300m", "train.microbatches": 4},
-    "gpu-700m": {"model.size": "gpu-700m", "train.microbatches": 4},
-    "gpu-1b": {"model.size": "gpu-1b", "train.microbatches": 8},
-}
+                               "data.batch_size": 128, "train.eval_tokens": 1_048_576, "train.checkpoint_every": 1000,
+                               "data.corpus": os.environ.get("BSZ_LR_GPU_CORPUS", "austen")}
+GPU_MICRO_SEQS: dict[str, int] = {"gpu-100m": 64, "gpu-300m": 32, "gpu-700m": 32, "gpu-1b": 16}  # per micro-batch
+
+
+def gpu_rung(name: str, batch: int = 128) -> dict[str, object]:
+    """Overrides for one rung of the gpu ladder at `batch` sequences of 1024 tokens: the size and
+    enough micro-batches that one pass holds at most GPU_MICRO_SEQS[name] sequences."""
+    if name not in GPU_MICRO_SEQS:
+        raise ConfigError(f"gpu rung: unknown {name!r}; known: {', '.join(GPU_MICRO_SEQS)}")
+    return {"model.size": name, "data.batch_size": batch, "train.microbatches": max(1, batch // GPU_MICRO_SEQS[name])}
+
+
+GPU_LADDER: dict[str, dict[str, object]] = {n: {k: v for k, v in gpu_rung(n).items() if k != "data.batch_size"}
+                                            for n in GPU_MICRO_SEQS}
 
 
 def model_size(name: str, **overrides) -> ModelConfig:
@@ -621,6 +635,7 @@ ADDED_FIELDS: dict[str, object] = {
     "train.analysis": False,
     "model.compute_dtype": "float32",
     "model.remat": False,
+    "model.scan_layers": False,
 }
 
 # Behaviour changes that alter the numbers of some configs without a field changing: (name, applies).

@@ -220,11 +220,14 @@ class Transformer(nn.Module):
         x_BxTxD = nn.Embed(c.vocab_size, c.d_model, embedding_init=_normal(c, "embedding"),
                            name="embed")(tokens_BxT)
         self.sow("intermediates", "embed_out", x_BxTxD)
-        auxes = []
-        block = nn.remat(Block) if c.remat else Block    # remat: keep only each block's input
-        for i in range(c.n_layers):
-            x_BxTxD, aux = block(c, name=f"block_{i}")(x_BxTxD)
-            auxes.append(aux)
+        if c.scan_layers and not self.is_initializing():
+            x_BxTxD, auxes = self._scan_blocks(x_BxTxD)
+        else:
+            auxes = []
+            block = nn.remat(Block) if c.remat else Block    # remat: keep only each block's input
+            for i in range(c.n_layers):
+                x_BxTxD, aux = block(c, name=f"block_{i}")(x_BxTxD)
+                auxes.append(aux)
         x_BxTxD = RMSNorm(name="norm_f")(x_BxTxD)
         logits_BxTxV = nn.Dense(c.vocab_size, use_bias=False, kernel_init=_normal(c, "head"),
                                 name="head")(x_BxTxD).astype(jnp.float32)
@@ -238,6 +241,34 @@ class Transformer(nn.Module):
         else:
             aux = {"lb_loss": jnp.zeros(()), "z_loss": jnp.zeros(())}
         return logits_BxTxV, aux
+
+
+    def _scan_blocks(self, x_BxTxD):
+        """model.scan_layers: the blocks as one jax.lax.scan over their parameters stacked on a
+        leading layer axis, so a deep model compiles one block instead of n_layers.  The stored
+        parameters keep their per-block names (block_0, block_1, ...: init, checkpoints, muP
+        roles and optimizers see the same tree; the stack is a copy made in the step), and the
+        sown intermediates are put back per block, so every metric reads the same names."""
+        c = self.cfg
+        n = c.n_layers
+        params = self.variables["params"]
+        stacked_L = jax.tree.map(lambda *xs: jnp.stack(xs), *[params[f"block_{i}"] for i in range(n)])
+        sow = self.is_mutable_collection("intermediates")
+        block = Block(c, parent=None)
+
+        def body(x, p):
+            if sow:
+                (y, aux), st = block.apply({"params": p}, x, mutable=["intermediates"])
+                return y, (aux, st["intermediates"])
+            y, aux = block.apply({"params": p}, x)
+            return y, (aux, None)
+
+        x_BxTxD, (aux_L, inter_L) = jax.lax.scan(jax.checkpoint(body) if c.remat else body, x_BxTxD, stacked_L)
+        at = lambda tree, i: jax.tree.map(lambda a: a[i], tree)
+        if sow:
+            for i in range(n):
+                self.put_variable("intermediates", f"block_{i}", at(inter_L, i))
+        return x_BxTxD, [at(aux_L, i) if aux_L is not None else None for i in range(n)]
 
 
 @functools.lru_cache(maxsize=16)

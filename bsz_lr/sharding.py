@@ -2,7 +2,8 @@
 state and the batches, and multi-host start-up.
 
 * Mesh: `data` x `fsdp` devices (`--mesh data=D,fsdp=F` or BSZ_LR_MESH; default: every device on
-  `data`).  Batches are split over both axes (every device holds B / (D F) rows); parameters and
+  `data`, except on TPUs: `fsdp` over each host's chips and `data` across hosts, default_spec).
+  Devices are laid out by jax.experimental.mesh_utils (the physical topology on TPUs).  Batches are split over both axes (every device holds B / (D F) rows); parameters and
   the optimizer state are sharded over `fsdp` along their largest dimension that it divides and
   replicated over `data`.  jit's SPMD partitioner inserts the gathers and reductions.
 * Placement is not part of a run's identity (config.py): the same run may be resumed on another
@@ -17,6 +18,8 @@ With one device and no mesh asked for, nothing here is used and a run is exactly
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 from dataclasses import dataclass
 
@@ -26,7 +29,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from .config import ConfigError
 
-__all__ = ["AXES", "MeshSpec", "make_mesh", "active_mesh", "set_mesh", "state_shardings", "batch_sharding",
+__all__ = ["AXES", "MeshSpec", "default_spec", "make_mesh", "active_mesh", "set_mesh", "state_shardings", "batch_sharding",
            "replicated", "global_batch", "host_array", "check_batch", "initialize", "is_lead", "memory_estimate",
            "device_memory", "mesh_shape"]
 
@@ -53,10 +56,28 @@ class MeshSpec:
         return cls(**vals)
 
 
-def make_mesh(spec: MeshSpec = MeshSpec(), devices=None) -> Mesh:
-    """The (data, fsdp) mesh over `devices` (default: all of them, across processes)."""
+def default_spec(backend: str | None = None, local_devices: int | None = None) -> MeshSpec:
+    """The mesh when none is asked for: every device on `data` (GPUs, CPUs); on TPUs `fsdp` over
+    each host's chips and `data` across hosts (a pod's hosts each hold 1/fsdp of the state, and
+    the gathers run over the chips' fast interconnect)."""
+    if (backend or jax.default_backend()) == "tpu":
+        return MeshSpec(data=0, fsdp=local_devices or jax.local_device_count())
+    return MeshSpec()
+
+
+def make_mesh(spec: MeshSpec | None = None, devices=None) -> Mesh:
+    """The (data, fsdp) mesh over `devices` (default: all of them, across processes); spec None:
+    default_spec().  mesh_utils orders the devices for the physical topology where it knows it
+    (TPU slices); elsewhere, or when it cannot, in jax.devices() order."""
+    from jax.experimental import mesh_utils
+    spec = default_spec() if spec is None else spec
     devices = list(jax.devices() if devices is None else devices)
-    return Mesh(np.array(devices).reshape(mesh_shape(spec, len(devices))), AXES)
+    shape = mesh_shape(spec, len(devices))
+    try:
+        grid = mesh_utils.create_device_mesh(shape, devices)
+    except (ValueError, NotImplementedError, AssertionError):
+        grid = np.array(devices).reshape(shape)
+    return Mesh(grid, AXES)
 
 
 def mesh_shape(spec: MeshSpec, n: int) -> tuple[int, int]:
@@ -171,6 +192,31 @@ def is_lead() -> bool:
     return jax.process_index() == 0
 
 
+def _shape_key(model_cfg, optim_cfg):
+    """The configs with the fields that never change a parameter's or an optimizer state's shape or
+    dtype set to their defaults (so the cached _state_bytes is shared across LRs, muP settings ...)."""
+    from .config import ModelConfig, OptimConfig
+    m0, o0 = ModelConfig(), OptimConfig()
+    same = lambda cfg, base, names: dataclasses.replace(cfg, **{n: getattr(base, n) for n in names})
+    return (same(model_cfg, m0, ("parametrization", "base_d_model", "base_d_head", "mup_readout", "mup_scale_wd",
+                                 "depth_alpha", "base_n_layers", "compute_dtype", "remat", "scan_layers",
+                                 "init_std", "moe_aux_coef", "moe_z_coef", "rope_base")),
+            same(optim_cfg, o0, ("lr", "b1", "b2", "eps", "weight_decay", "clip_norm", "momentum", "nesterov",
+                                 "matrix_weight_decay", "adam_lr_ratio", "mousse_alpha", "mousse_beta",
+                                 "mousse_eps", "mousse_refresh")))
+
+
+@functools.lru_cache(maxsize=64)
+def _state_bytes(model_cfg, optim_cfg) -> tuple[int, int]:
+    """Bytes of the parameters and of the optimizer state, from their abstract shapes."""
+    from .model import init_params
+    from .optim import build_optimizer
+    abstract = jax.eval_shape(lambda: init_params(model_cfg, jax.random.key(0)))
+    opt = jax.eval_shape(build_optimizer(optim_cfg, abstract, model_cfg).init, abstract)
+    size = lambda tree: sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+    return size(abstract), size(opt)
+
+
 def memory_estimate(cfg, spec: MeshSpec, n_devices: int, fused_attention: bool | None = None) -> dict:
     """Bytes per device of a training step on a (data, fsdp) mesh of n_devices (one micro-batch's
     activations at a time with train.microbatches): exact for the
@@ -180,13 +226,9 @@ def memory_estimate(cfg, spec: MeshSpec, n_devices: int, fused_attention: bool |
     attention is fused (flash-style, the default off the CPU: fused_attention=None); with
     model.remat only each block's input and one block's working set), and the f32 logits and
     their gradient."""
-    from .model import init_params
-    from .optim import build_optimizer
     m = cfg.model
     data, fsdp = mesh_shape(spec, n_devices)
-    abstract = jax.eval_shape(lambda: init_params(m, jax.random.key(0)))
-    opt = jax.eval_shape(build_optimizer(cfg.optim, abstract, m).init, abstract)
-    size = lambda tree: sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+    param_bytes, opt_bytes = _state_bytes(*_shape_key(m, cfg.optim))
     b = cfg.data.batch_size / (data * fsdp) / cfg.train.microbatches   # sequences per device and pass
     T, D, L, H, V = cfg.data.seq_len, m.d_model, m.n_layers, m.n_heads, m.vocab_size
     F = m.top_k * m.expert_width if m.ffn == "moe" else m.ffn_width
@@ -194,9 +236,9 @@ def memory_estimate(cfg, spec: MeshSpec, n_devices: int, fused_attention: bool |
     fused = jax.default_backend() != "cpu" if fused_attention is None else fused_attention
     layer = a * b * T * (16 * D + 3 * F) + (0 if fused else a * 2 * b * H * T * T)
     acts = (L * a * b * T * D + layer) if m.remat else L * layer
-    grads = size(abstract) / fsdp * (2 if cfg.train.microbatches > 1 else 1)    # + the accumulator
-    out = {"params": size(abstract) / fsdp, "grads": grads, "optimizer": size(opt) / fsdp,
-           "compute_copy": size(abstract) / fsdp * a / 4 if a != 4 else 0.0,
+    grads = param_bytes / fsdp * (2 if cfg.train.microbatches > 1 else 1)    # + the accumulator
+    out = {"params": param_bytes / fsdp, "grads": grads, "optimizer": opt_bytes / fsdp,
+           "compute_copy": param_bytes / fsdp * a / 4 if a != 4 else 0.0,
            "activations": acts, "logits": 2 * 4 * b * T * V}
     out["total"] = sum(out.values())
     out.update(devices=n_devices, data=data, fsdp=fsdp, sequences_per_device=b)

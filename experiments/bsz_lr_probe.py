@@ -7,6 +7,8 @@ chosen here (written there by hand, with the numbers, in its comment: the sweep 
 this experiment's results, so editing the probe never silently changes the sweep).
 """
 
+from bsz_lr.config import GPU_BASE, gpu_rung
+
 NAME = "bsz_lr_probe"
 BASE = {
     "data.corpus": "austen",
@@ -31,4 +33,10 @@ PROFILES = {
                           {"model.size": ["tiny"], "optim.lr": [1.5e-3, 3e-3, 6e-3]},
                           {"model.size": ["small"], "optim.lr": [1e-3, 2e-3, 4e-3]}]},
 }
+# The gpu ladder's two smallest rungs (config.GPU_LADDER: bf16, T = 1024, 128 sequences per step),
+# 1B tokens, warmup 20M tokens (160 steps): the LRs for the gpu batch sweep.  Not run yet.
+PROFILES["gpu"] = {**GPU_BASE, "train.tokens": 1_000_000_000, "schedule.warmup_tokens": 20_971_520,
+                   "train.eval_tokens": 1_048_576,
+                   "grid": [{**{k: [v] for k, v in gpu_rung("gpu-100m").items()}, "optim.lr": [5e-4, 1e-3, 2e-3]},
+                            {**{k: [v] for k, v in gpu_rung("gpu-300m").items()}, "optim.lr": [2.5e-4, 5e-4, 1e-3]}]}
 FIGURES = []

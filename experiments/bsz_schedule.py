@@ -13,6 +13,7 @@ constant batch at this token count, doubling (x2 per stage, LR x sqrt 2: Merrill
 dynamic with the LR unchanged (the paper) and dynamic with sqrt(B_new / B_old) LR rescaling.
 """
 
+from bsz_lr.config import GPU_BASE, GPU_MICRO_SEQS
 from bsz_lr.laws.analysis import schedule_arms
 from bsz_lr.sweep import Derived
 
@@ -45,4 +46,18 @@ PROFILES = {
                                   (4, ((2_048, 8), (4_096, 16)), "sqrt")]}},
     "cpu": {},
 }
+# gpu: the gpu sweep's 100M rung at 2B tokens (LR 1e-3), arms derived from bsz_sweep's gpu runs;
+# micro-batches so the largest batch of an arm fits (a power of 2 that divides each of its batches).
+GPU_TOKENS = 2_000_000_000
+
+
+def _with_micro(arms):
+    return [(b0, st, sc, max(1, max([b0] + [b for _, b in st]) // GPU_MICRO_SEQS["gpu-100m"])) for b0, st, sc in arms]
+
+
+PROFILES["gpu"] = {**GPU_BASE, "model.size": "gpu-100m", "optim.lr": 1e-3, "train.tokens": GPU_TOKENS,
+                   "schedule.warmup_tokens": 20_971_520,
+                   "grid": {("train.seed", "data.seed"): [(0, 0), (1, 1), (2, 2)],
+                            ARM_KEYS + ("train.microbatches",): Derived("bsz_sweep", lambda runs: _with_micro(
+                                schedule_arms(runs, d_model=768, tokens=GPU_TOKENS)))}}
 FIGURES = ["bsz_schedule"]

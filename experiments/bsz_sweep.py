@@ -14,6 +14,8 @@ call so that their few steps are still evaluated densely.  The sqrt(B) LR ablati
 `bsz_sweep_sqrt_lr.py`; the batch scheduler built from these results is `bsz_schedule.py`.
 """
 
+from bsz_lr.config import GPU_BASE, gpu_rung
+
 NAME = "bsz_sweep"
 BASE = {
     "data.corpus": "austen",
@@ -39,4 +41,20 @@ PROFILES = {
     "cpu-long": {"grid": {("model.size", "optim.lr"): [("micro", 6e-3), ("tiny", 3e-3), ("small", 2e-3)],
                           BATCH_KEYS: [(b, m, k, 2 * t) for b, m, k, t in BATCHES] + [(512, 2, 2, 16_000_000)]}},
 }
+# gpu: the gpu ladder's 100M and 300M rungs (bf16, T = 1024), 7 batches of 16 .. 1,024 sequences
+# (16k .. 1M tokens per step, 64x), 2B tokens up to 128 sequences and more above (as on the CPU),
+# warmup 20M tokens, micro-batches per rung so one pass fits 80 GB (config.gpu_rung).  Not run yet.
+GPU_BATCHES = [(16, 2_000_000_000), (32, 2_000_000_000), (64, 2_000_000_000), (128, 2_000_000_000),
+               (256, 2_800_000_000), (512, 4_000_000_000), (1024, 5_600_000_000)]
+GPU_SIZES = [("gpu-100m", 1e-3), ("gpu-300m", 5e-4)]
+
+
+def gpu_batches(size: str) -> list[tuple]:
+    """BATCH_KEYS values of the gpu sweep for one rung."""
+    return [(b, gpu_rung(size, b)["train.microbatches"], 10, t) for b, t in GPU_BATCHES]
+
+
+PROFILES["gpu"] = {**GPU_BASE, "schedule.warmup_tokens": 20_971_520,
+                   "grid": [{("model.size", "optim.lr"): [(size, lr)], BATCH_KEYS: gpu_batches(size)}
+                            for size, lr in GPU_SIZES]}
 FIGURES = ["bsz_crossing", "bsz_ess_schematic", "bsz_ess_fits", "bsz_bmin_bopt"]

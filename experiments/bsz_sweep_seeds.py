@@ -24,4 +24,9 @@ PROFILES = {
               "grid": {BATCH_KEYS: [(4, 2, 4, 8_192), (16, 2, 2, 8_192)], ("train.seed", "data.seed"): [(1, 1)]}},
     "cpu": {},
 }
+# gpu: seeds 1 and 2 of the gpu sweep's 100M rung at 32 / 128 / 512 sequences.
+PROFILES["gpu"] = {**{k: v for k, v in MAIN.profiles["gpu"].items() if k != "grid"}, "model.size": "gpu-100m",
+                   "optim.lr": 1e-3,
+                   "grid": {BATCH_KEYS: [x for x in MAIN.profiles["gpu"]["grid"][0][BATCH_KEYS] if x[0] in (32, 128, 512)],
+                            ("train.seed", "data.seed"): [(1, 1), (2, 2)]}}
 FIGURES = []

@@ -26,4 +26,8 @@ PROFILES = {
                        [(b, m, 2, 1e-2 * math.sqrt(b / 8)) for b, m in [(2, 1), (4, 2), (8, 2), (16, 2), (32, 2), (64, 2)]]}},
     "cpu": {},
 }
+# gpu: the gpu sweep's 100M rung with LR 1e-3 x sqrt(B / 128).
+PROFILES["gpu"] = {**{k: v for k, v in MAIN.profiles["gpu"].items() if k != "grid"}, "model.size": "gpu-100m",
+                   "grid": {BATCH_KEYS + ("optim.lr",): [(*x, 1e-3 * math.sqrt(x[0] / 128))
+                                                         for x in MAIN.profiles["gpu"]["grid"][0][BATCH_KEYS]]}}
 FIGURES = ["bsz_sqrt_lr"]

@@ -26,4 +26,8 @@ PROFILES = {
                         (32, 2, 2, 12_288), (64, 2, 2, 16_384)]}},
     "cpu": {},
 }
+# gpu: the gpu sweep's 100M rung with warmup in steps (160: 20M tokens at 128 sequences).
+PROFILES["gpu"] = {**{k: v for k, v in MAIN.profiles["gpu"].items() if k not in ("grid", "schedule.warmup_tokens")},
+                   "model.size": "gpu-100m", "schedule.warmup_steps": 160,
+                   "grid": {BATCH_KEYS: MAIN.profiles["gpu"]["grid"][0][BATCH_KEYS]}}
 FIGURES = ["bsz_warmup"]

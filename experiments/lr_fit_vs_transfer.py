@@ -29,20 +29,32 @@ ARM = ("model.parametrization", "optim.lr")
 lr4 = lambda x: float(f"{x:.4g}")          # LRs to 4 digits: run names do not move with float noise
 
 
-def transfer_lrs(runs):
-    h = proxy_horizon(runs, D_TARGET)
-    return [("mup", lr4(h.eta_uncorrected)), ("mup", lr4(h.eta_corrected))]
+def arms(target: dict, n_target: int, d_target: int, base_d: int) -> list[dict]:
+    """The four arms' grid for a target shape (target: d_model, n_heads), derived from the stored
+    lr_ladder, mup_horizon and mup_width runs of the same profile."""
+    def transfer_lrs(runs):
+        h = proxy_horizon(runs, d_target)
+        return [("mup", lr4(h.eta_uncorrected)), ("mup", lr4(h.eta_corrected))]
+    return [{ARM: Derived("lr_ladder", lambda runs: [("sp", lr4(fitting_lr(runs, n_target, d_target)))]),
+             "train.seed": SEEDS},
+            {ARM: Derived("mup_horizon", transfer_lrs), "model.base_d_model": [base_d], "train.seed": SEEDS},
+            {ARM: Derived("mup_width", lambda runs: [("sp", lr4(direct_lr(runs, "sp", target["model.d_model"])))]),
+             "train.seed": SEEDS}]
 
 
-GRID = [{ARM: Derived("lr_ladder", lambda runs: [("sp", lr4(fitting_lr(runs, N_TARGET, D_TARGET)))]),
-         "train.seed": SEEDS},
-        {ARM: Derived("mup_horizon", transfer_lrs), "model.base_d_model": [32], "train.seed": SEEDS},
-        {ARM: Derived("mup_width", lambda runs: [("sp", lr4(direct_lr(runs, "sp", TARGET["model.d_model"])))]),
-         "train.seed": SEEDS}]
+GRID = arms(TARGET, N_TARGET, D_TARGET, 32)
+# gpu: the widest model of mup_width's gpu profile (d = 1024, depth 8, ~100M non-embedding) at its
+# 524M tokens, from the gpu runs of lr_ladder (100M-1B: here the target is at the ladder's low end,
+# not beyond it), mup_horizon (proxy d = 256) and mup_width.  Not run yet.
+GPU_PROFILE = {k: v for k, v in WIDTH.profiles["gpu"].items() if k != "grid"}
+GPU_TARGET = {"model.d_model": 1024, "model.n_heads": 16, "train.microbatches": 2}
+_gpu_cfg = apply_overrides(Config(), {**WIDTH.base, **GPU_PROFILE, **GPU_TARGET})
 PROFILES = {
     "smoke": {**{k: v for k, v in WIDTH.profiles["smoke"].items() if k != "grid"}, "model.d_model": 32,
               "model.n_heads": 2, "grid": [{ARM: [("sp", 3e-3), ("mup", 3e-3)], "model.base_d_model": [16],
                                             "train.seed": [0, 1]}]},
     "cpu": {},
+    "gpu": {**GPU_PROFILE, **GPU_TARGET,
+            "grid": arms(GPU_TARGET, counts_of(_gpu_cfg.model)["non_embedding"], _gpu_cfg.train.tokens, 256)},
 }
 FIGURES = ["lr_fit_vs_transfer"]

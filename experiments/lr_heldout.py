@@ -10,6 +10,7 @@ and at x0.5 and x2.  Measured optimum and losses come from the ladder's own runs
 
 from pathlib import Path
 
+from bsz_lr.config import GPU_LADDER
 from bsz_lr.laws.lr_analysis import heldout_lrs
 from bsz_lr.sweep import Derived, load_experiment
 
@@ -23,10 +24,25 @@ BASE = {**LADDER.base, "model.d_model": D_MODEL, "model.n_heads": HEADS,
         "schedule.decay_shape": LADDER.branches["shape"],
         "train.tokens": round(LADDER.branches["at_tokens"][-1] / (1 - LADDER.branches["fraction"]))}
 GRID = {("model.ffn", "optim.lr"): Derived("lr_ladder", lambda runs: heldout_lrs(runs, FFNS))}
+
+
+def gpu_arms(arms):
+    """(ffn, LR) arms with the 1B rung's micro-batches (x2 for MoE)."""
+    return [(ffn, lr, GPU_LADDER["gpu-1b"]["train.microbatches"] * (2 if ffn == "moe" else 1)) for ffn, lr in arms]
+
+
 PROFILES = {
     "smoke": {**LADDER.profiles["smoke"], "model.d_model": 32, "model.n_heads": 2, "train.tokens": 5_120,
               "grid": {("model.ffn", "optim.lr"): Derived("lr_ladder", lambda runs: [("dense", 1e-2)])}},
     "cpu": {},
+    # gpu: the gpu ladder's largest rung (1B) from scratch to the last branch's D (3.3B + decay),
+    # at Eq. 6's prediction from the 3 smaller rungs of lr_ladder's gpu runs, x0.5 / x1 / x2.
+    "gpu": {**{k: v for k, v in LADDER.profiles["gpu"].items() if k not in ("grid", "branches")},
+            **GPU_LADDER["gpu-1b"],
+            "train.tokens": round(LADDER.profiles["gpu"]["branches"]["at_tokens"][-1] / (1 - LADDER.branches["fraction"])),
+            # MoE keeps twice the FFN activations: twice the micro-batches (as in lr_ladder's gpu grid)
+            "grid": {("model.ffn", "optim.lr", "train.microbatches"):
+                     Derived("lr_ladder", lambda runs: gpu_arms(heldout_lrs(runs, FFNS)))}},
 }
 PROFILES["smoke"].pop("branches")
 FIGURES = ["lr_heldout"]

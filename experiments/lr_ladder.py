@@ -59,10 +59,11 @@ PROFILES = {
     # tokens, dense and MoE (ragged experts): not run yet (no GPU has been lent); `sweep --dry-run`
     # prints each run's FLOPs.
     "gpu": {**GPU_BASE, "train.tokens": 3_276_800_000, "schedule.warmup_tokens": 52_428_800,
+            # MoE (top-2 of 4 experts) keeps twice the FFN activations: twice the micro-batches
             "grid": [{("model.d_model", "model.n_layers", "model.n_heads", "train.microbatches"):
-                      [(SIZES[n]["d_model"], SIZES[n]["n_layers"], SIZES[n]["n_heads"], o["train.microbatches"])
-                       for n, o in GPU_LADDER.items()],
-                      "optim.lr": [2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3], "model.ffn": FFNS}],
+                      [(SIZES[n]["d_model"], SIZES[n]["n_layers"], SIZES[n]["n_heads"],
+                        o["train.microbatches"] * (2 if ffn == "moe" else 1)) for n, o in GPU_LADDER.items()],
+                      "optim.lr": [2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3], "model.ffn": [ffn]} for ffn in FFNS],
             "branches": {"at_tokens": [409_600_000, 819_200_000, 1_638_400_000, 3_276_800_000],
                          "fraction": 0.2, "shape": "1-sqrt"}},
 }

@@ -8,6 +8,7 @@ steps (vs 10).  The default Mousse and Muon are `mousse_lr` (seed 0) + `mousse_c
 
 from pathlib import Path
 
+from bsz_lr.config import GPU_LADDER
 from bsz_lr.laws.compare import tuned_arms
 from bsz_lr.sweep import Derived, load_experiment
 
@@ -29,5 +30,9 @@ PROFILES = {
     "smoke": {**{k: v for k, v in TUNE.profiles["smoke"].items() if k != "grid"},
               "grid": [{KEYS: _mousse("nano"), ("train.seed", "data.seed"): [(0, 0)], k: [v]} for k, v in ARMS[:2]]},
     "cpu": {},
+    # gpu: the same arms on the 100M rung at its tuned Mousse LR (mousse_lr's gpu runs).
+    "gpu": {**{k: v for k, v in TUNE.profiles["gpu"].items() if k != "grid"}, **GPU_LADDER["gpu-100m"],
+            "grid": [{KEYS: _mousse("gpu-100m"), ("train.seed", "data.seed"): [(0, 0), (1, 1), (2, 2)], k: [v]}
+                     for k, v in ARMS]},
 }
 FIGURES = ["mousse_ablations"]

@@ -8,6 +8,7 @@ Same shapes and schedule.
 
 from pathlib import Path
 
+from bsz_lr.config import gpu_rung
 from bsz_lr.laws.compare import tuned_arms
 from bsz_lr.sweep import Derived, load_experiment
 
@@ -22,5 +23,10 @@ PROFILES = {
               "grid": {KEYS: Derived("mousse_lr", lambda runs: tuned_arms(runs, ["nano"])),
                        ("train.seed", "data.seed"): [(1, 1)]}},
     "cpu": {},
+    # gpu: seeds 1 and 2 at the gpu tuning runs' best LRs, each rung with its micro-batches.
+    "gpu": {**{k: v for k, v in TUNE.profiles["gpu"].items() if k != "grid"},
+            "grid": {KEYS + ("train.microbatches",): Derived("mousse_lr", lambda runs: [
+                (*a, gpu_rung(a[0])["train.microbatches"]) for a in tuned_arms(runs, ["gpu-100m", "gpu-300m"])]),
+                     ("train.seed", "data.seed"): [(1, 1), (2, 2)]}},
 }
 FIGURES = ["mousse_curves"]

@@ -7,6 +7,8 @@ AdamW at 0.25 x their LR (optim.adam_lr_ratio).  `mousse_compare.py` trains seed
 (size, optimizer)'s best LR here and `mousse_ablations.py` varies Mousse around its best LR.
 """
 
+from bsz_lr.config import GPU_BASE, gpu_rung
+
 NAME = "mousse_lr"
 TOKENS = 1_048_576                     # 1,024 steps
 BASE = {
@@ -36,4 +38,15 @@ PROFILES = {
                        {"model.size": ["nano"], "optim.name": ["muon", "mousse"], "optim.lr": [1e-2, 3e-2], **MATRIX}]},
     "cpu": {},
 }
+# gpu: the gpu ladder's 100M and 300M rungs (bf16, T = 1024, 128 sequences), 1B tokens (7,630
+# steps), 10% warmup + cosine, 17 evaluations; LRs x2 apart around the usual values at that size.
+# Not run yet.
+LRS_GPU = {("gpu-100m", "adamw"): [5e-4, 1e-3, 2e-3, 4e-3], ("gpu-100m", "muon"): [5e-3, 1e-2, 2e-2, 4e-2],
+           ("gpu-100m", "mousse"): [5e-3, 1e-2, 2e-2, 4e-2],
+           ("gpu-300m", "adamw"): [2.5e-4, 5e-4, 1e-3, 2e-3], ("gpu-300m", "muon"): [2.5e-3, 5e-3, 1e-2, 2e-2],
+           ("gpu-300m", "mousse"): [2.5e-3, 5e-3, 1e-2, 2e-2]}
+PROFILES["gpu"] = {**GPU_BASE, "train.tokens": 1_000_000_000, "schedule.warmup_tokens": 100_000_000,
+                   "train.eval_every": 450,
+                   "grid": [{**{k: [v] for k, v in gpu_rung(size).items()}, "optim.name": [name], "optim.lr": lrs,
+                             **(MATRIX if name != "adamw" else {})} for (size, name), lrs in LRS_GPU.items()]}
 FIGURES = []

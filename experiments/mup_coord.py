@@ -8,6 +8,8 @@ should stay flat across width, under SP drift.  Fig. `mup_coord`; `tests/test_pa
 checks the same on tiny widths.
 """
 
+from bsz_lr.config import GPU_BASE
+
 NAME = "mup_coord"
 BASE = {
     "data.corpus": "austen",
@@ -37,5 +39,12 @@ PROFILES = {
               "grid": [{"model.parametrization": ["sp", "mup"], "model.base_d_model": [16],
                         SIZE_KEYS: [(16, 1), (32, 2)], "model.ffn": ["dense"]}]},
     "cpu": {},
+    # gpu: widths 256-2048 (head dim 64), base 256, 8 experts top-2 (ragged), bf16, 16 x 1024 tokens.
+    "gpu": {**{k: v for k, v in GPU_BASE.items() if k != "data.batch_size"}, "data.batch_size": 16,
+            "model.n_experts": 8, "optim.lr": 4e-3,
+            "grid": [{"model.parametrization": ["sp"], SIZE_KEYS: [(256, 4), (512, 8), (1024, 16), (2048, 32)],
+                      "model.ffn": ["dense", "moe"]},
+                     {"model.parametrization": ["mup"], "model.base_d_model": [256],
+                      SIZE_KEYS: [(256, 4), (512, 8), (1024, 16), (2048, 32)], "model.ffn": ["dense", "moe"]}]},
 }
 FIGURES = ["mup_coord"]

@@ -4,6 +4,10 @@ Depths 2 / 4 / 8 at width 32 (2 heads), dense: plain SP (GPT-2's 1/sqrt(2L) outp
 init, nothing else), and Depth-muP with base depth 2 (every residual branch x (L / 2)^-1/2,
 hidden Adam LR x (L / 2)^-1/2, output projections at the base depth's init).  6 peak LRs x2 apart,
 the same WSD, batch, tokens and eps as `mup_width.py`.  Fig. `mup_depth`.
+
+cpu-long only (36 runs, 138-219 s): with `mup_wd` it does not fit the Transfer issue's 10-minute
+share of `make reproduce` (measured from a cold compile cache); `make reproduce-full` runs it and
+its results are committed.
 """
 
 from pathlib import Path
@@ -22,6 +26,14 @@ PROFILES = {
               "model.n_heads": 1,
               "grid": [{"model.depth_alpha": [0.0, 0.5], "model.base_n_layers": [1], "model.n_layers": [1, 2],
                         "optim.lr": [3e-3, 1e-2]}]},
-    "cpu": {},
+    "cpu-long": {},
+    # gpu: depths 4 / 8 / 16 at width 512 (8 heads), Depth-muP base depth 4, mup_width's gpu setting.
+    "gpu": {**{k: v for k, v in WIDTH.profiles["gpu"].items() if k != "grid"}, "model.d_model": 512,
+            "model.n_heads": 8,
+            "grid": [{("model.n_layers", "train.microbatches"): [(4, 1), (8, 1), (16, 2)],
+                      "optim.lr": WIDTH.profiles["gpu"]["grid"][0]["optim.lr"]},
+                     {"model.depth_alpha": [0.5], "model.base_n_layers": [4],
+                      ("model.n_layers", "train.microbatches"): [(4, 1), (8, 1), (16, 2)],
+                      "optim.lr": WIDTH.profiles["gpu"]["grid"][0]["optim.lr"]}]},
 }
 FIGURES = ["mup_depth"]

@@ -23,5 +23,9 @@ PROFILES = {
               "model.base_d_model": 16, "model.d_model": 16, "model.n_heads": 1,
               "grid": {"train.tokens": [512, 1_024], "optim.lr": [3e-3, 1e-2, 3e-2]}},
     "cpu": {},
+    # gpu: the gpu proxy (d = 256) at 131M and 262M tokens, below the gpu target's 524M.
+    "gpu": {**{k: v for k, v in WIDTH.profiles["gpu"].items() if k != "grid"}, "model.base_d_model": 256,
+            "model.d_model": 256, "model.n_heads": 4,
+            "grid": {"train.tokens": [131_072_000, 262_144_000], "optim.lr": WIDTH.profiles["gpu"]["grid"][0]["optim.lr"]}},
 }
 FIGURES = ["mup_horizon"]

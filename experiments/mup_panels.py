@@ -25,5 +25,12 @@ PROFILES = {
               "grid": [{"model.parametrization": ["sp", "mup"], "model.base_d_model": [16],
                         SIZE_KEYS: [(32, 2)], "optim.lr": [1e-2]}]},
     "cpu": {},
+    # gpu: d = 256 and 1024 (mup_width's gpu setting), SP / muP (base 256), at 2e-3 and 4x it.
+    "gpu": {**{k: v for k, v in WIDTH.profiles["gpu"].items() if k != "grid"}, "train.analysis": True,
+            "train.log_every": 16, "train.eval_points": 8,
+            "grid": [{"model.parametrization": ["sp"], SIZE_KEYS + ("train.microbatches",): [(256, 4, 1), (1024, 16, 2)],
+                      "optim.lr": [2e-3, 8e-3]},
+                     {"model.parametrization": ["mup"], "model.base_d_model": [256],
+                      SIZE_KEYS + ("train.microbatches",): [(1024, 16, 2)], "optim.lr": [2e-3, 8e-3]}]},
 }
 FIGURES = ["mup_panels"]

@@ -19,6 +19,7 @@ WIDTH = load_experiment(str(Path(__file__).with_name("mup_width.py")))
 NAME = "mup_wd"
 SIZE_KEYS = ("model.d_model", "model.n_heads")
 WDS = [0.1, 0.3, 1.0, 3.0]
+GPU_WIDTHS = WIDTH.profiles["gpu"]["grid"][0][SIZE_KEYS + ("train.microbatches",)]
 BASE = {**WIDTH.base, "model.parametrization": "mup", "model.base_d_model": 32, "optim.lr": 4e-3}
 GRID = [{SIZE_KEYS: [(32, 2), (64, 4), (128, 8)], "optim.weight_decay": WDS},
         {"model.mup_scale_wd": [False], SIZE_KEYS: [(64, 4), (128, 8)], "optim.weight_decay": WDS}]
@@ -26,5 +27,11 @@ PROFILES = {
     "smoke": {**{k: v for k, v in WIDTH.profiles["smoke"].items() if k != "grid"}, "model.base_d_model": 16,
               "grid": [{"model.mup_scale_wd": [True, False], SIZE_KEYS: [(32, 2)], "optim.weight_decay": [0.1, 1.0]}]},
     "cpu-long": {},
+    # gpu: mup_width's gpu widths under muP (base 256) at 2e-3.
+    "gpu": {**{k: v for k, v in WIDTH.profiles["gpu"].items() if k != "grid"}, "model.base_d_model": 256,
+            "optim.lr": 2e-3,
+            "grid": [{SIZE_KEYS + ("train.microbatches",): GPU_WIDTHS, "optim.weight_decay": WDS},
+                     {"model.mup_scale_wd": [False], SIZE_KEYS + ("train.microbatches",): GPU_WIDTHS[1:],
+                      "optim.weight_decay": WDS}]},
 }
 FIGURES = ["mup_wd"]

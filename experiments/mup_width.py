@@ -7,6 +7,8 @@ tokens (warmup 20,480 tokens, 1-sqrt decay over the last 20%), batch 16 x 64, Ad
 both (muP needs a small eps).  The final held-out loss per (width, LR) is Fig. `mup_width`.
 """
 
+from bsz_lr.config import GPU_BASE
+
 NAME = "mup_width"
 BASE = {
     "data.corpus": "austen",
@@ -35,4 +37,15 @@ PROFILES = {
                         SIZE_KEYS: [(16, 1), (32, 2)], "optim.lr": [3e-3, 1e-2]}]},
     "cpu": {},
 }
+# gpu: widths 256 / 512 / 1024 at depth 8, head dim 64, base width 256 (bf16, T = 1024, 128
+# sequences), 524M tokens (4,000 steps; warmup 320 steps), the same 6 LRs x2 apart shifted for the
+# size; micro-batches so each pass fits 80 GB (tested against sharding.memory_estimate).  Not run.
+GPU_WIDTHS = [(256, 4, 1), (512, 8, 1), (1024, 16, 2)]           # (d_model, heads, micro-batches)
+GPU_LRS = [5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2]
+GPU_KEYS = SIZE_KEYS + ("train.microbatches",)
+PROFILES["gpu"] = {**GPU_BASE, "model.n_layers": 8, "train.tokens": 524_288_000,
+                   "schedule.warmup_tokens": 41_943_040,
+                   "grid": [{"model.parametrization": ["sp"], GPU_KEYS: GPU_WIDTHS, "optim.lr": GPU_LRS},
+                            {"model.parametrization": ["mup"], "model.base_d_model": [256], GPU_KEYS: GPU_WIDTHS,
+                             "optim.lr": GPU_LRS}]}
 FIGURES = ["mup_width"]

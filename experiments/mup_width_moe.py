@@ -26,6 +26,14 @@ PROFILES = {
     "smoke": {**{k: v for k, v in WIDTH.profiles["smoke"].items() if k != "grid"}, "train.scan_steps": 4,
               "grid": [{"model.parametrization": ["sp", "mup"], "model.base_d_model": [16],
                         SIZE_KEYS: [(16, 1), (32, 2)], "optim.lr": [3e-3, 1e-2]}]},
-    "cpu-long": {},     # 200 s on 2 cores: past this share of `make reproduce`; `make reproduce-full`
+    "cpu-long": {},
+    # gpu: mup_width's gpu widths with 8 experts top-2 (ragged), 262M tokens, 4 LRs.
+    "gpu": {**{k: v for k, v in WIDTH.profiles["gpu"].items() if k != "grid"}, "model.n_experts": 8,
+            "model.moe_impl": "ragged", "train.tokens": 262_144_000,
+            "grid": [{"model.parametrization": ["sp"], SIZE_KEYS + ("train.microbatches",): WIDTH.profiles["gpu"]["grid"][0][
+                          SIZE_KEYS + ("train.microbatches",)], "optim.lr": [1e-3, 2e-3, 4e-3, 8e-3]},
+                     {"model.parametrization": ["mup"], "model.base_d_model": [256],
+                      SIZE_KEYS + ("train.microbatches",): WIDTH.profiles["gpu"]["grid"][0][SIZE_KEYS + ("train.microbatches",)],
+                      "optim.lr": [1e-3, 2e-3, 4e-3, 8e-3]}]},     # 200 s on 2 cores: past this share of `make reproduce`; `make reproduce-full`
 }
 FIGURES = ["mup_width_moe"]

@@ -157,6 +157,9 @@ def test_the_batch_law_and_schedule_are_recovered(tmp_path):
     ms = [m["batch_tokens"] for m in b["schedule"]]
     assert ms == sorted(ms) and ms == pytest.approx([truth(1e6, d) for d in (4e5, 8e5, 1.6e6, 3.2e6)], rel=0.1)
     assert b["interval"][0] < truth(1e6, 3.2e6) < b["interval"][1]
+    assert all(m["interval"][0] < m["batch_tokens"] < m["interval"][1] for m in b["schedule"])
+    assert b["outside"] == ["N = 1e+06 is 8.3x the largest in the table (1.2e+05)",
+                            "D = 3.2e+06 is 4x the largest in the table (8e+05)"]
     assert res["lr"] and all(a["eta"] == pytest.approx(1e-3, rel=1e-6) for a in res["lr"])   # LR per batch
     plot_advice(clean_rows(batch_table())[0], res, tmp_path / "b.png")      # LR rows and the batch row
     assert (tmp_path / "b.png").stat().st_size > 10_000

@@ -269,7 +269,7 @@ ALTERNATES = {
                   rope_base=5e5, init_std=0.01, ffn="moe", n_experts=4, top_k=1, d_expert=32,
                   shared_expert=True, moe_aux_coef=0.02, moe_z_coef=1e-3, moe_impl="dense",
                   parametrization="mup", base_d_model=64, base_d_head=8, mup_readout="zero", mup_scale_wd=False, depth_alpha=0.5, base_n_layers=2,
-                  compute_dtype="bfloat16", remat=True),
+                  compute_dtype="bfloat16", remat=True, scan_layers=True),
     "optim": dict(name="mousse", lr=1e-3, b1=0.8, b2=0.99, eps=1e-6, weight_decay=0.0, clip_norm=0.5,
                   wd_mode="independent", decay_roles=("hidden",), momentum=0.9, nesterov=True,
                   matrix_weight_decay=0.0, adam_lr_ratio=0.3, ns_steps=3, ns_dtype="float32", mousse_alpha=0.25,

@@ -122,6 +122,10 @@ def test_mesh_spec_and_mesh_errors():
         S.make_mesh(S.MeshSpec(0, 2), jax.devices()[:1])
     with pytest.raises(ConfigError, match="data=2 x fsdp=1 != 1 devices"):
         S.make_mesh(S.MeshSpec(2, 1), jax.devices()[:1])
+    # the default: every device on data, except TPUs (fsdp over a host's chips, data across hosts)
+    assert S.default_spec("gpu") == S.default_spec("cpu") == S.MeshSpec()
+    assert S.default_spec("tpu", local_devices=4) == S.MeshSpec(0, 4)
+    assert S.mesh_shape(S.default_spec("tpu", 4), 16) == (4, 4)           # a 4-host pod of 4 chips each
 
 
 def test_leaf_specs_shard_the_largest_divisible_dimension():
@@ -271,7 +275,54 @@ def test_the_gpu_ladder_fits_one_80gb_gpu():
         no_micro = S.memory_estimate(apply_overrides(cfg, {"train.microbatches": 1}), S.MeshSpec(), 1, True)
         assert name == "gpu-100m" or no_micro["total"] > 80 * 2 ** 30      # the micro-batches are needed
     rungs = {(c.model.d_model, c.model.n_layers, c.data.seq_len, c.train.microbatches, c.model.compute_dtype)
-             for f in ("lr_ladder", "tiny_lm", "wsd_branches") for c in expand(load_experiment(f), "gpu")}
+             for f in ("lr_ladder", "tiny_lm", "wsd_branches") for c in expand(load_experiment(f), "gpu")
+             if c.model.ffn == "dense"}           # MoE rungs take twice the micro-batches (checked below)
     ladder = {(c.model.d_model, c.model.n_layers, 1024, c.train.microbatches, "bfloat16")
               for c in (apply_overrides(Config(), {**GPU_BASE, **o}) for o in GPU_LADDER.values())}
     assert rungs <= ladder and len(rungs) == len(ladder)
+
+
+# A Derived grid's stand-in for the memory check, per (experiment, source): the shapes its
+# derivation produces (the LRs do not matter here).
+def _stand_ins(g):
+    from bsz_lr.config import gpu_rung
+    return {
+        ("bsz_schedule", "bsz_sweep"): lambda: g["_with_micro"](
+            [(16, (), "none"), (16, ((10 ** 9, 1024),), "sqrt"), (1024, (), "none")]),
+        ("lr_heldout", "lr_ladder"): lambda: g["gpu_arms"]([("dense", 1e-3), ("moe", 1e-3)]),
+        ("mousse_compare", "mousse_lr"): lambda: [(s, n, 1e-3, 0.25, gpu_rung(s)["train.microbatches"])
+                                                 for s in ("gpu-100m", "gpu-300m") for n in ("adamw", "mousse")],
+        ("mousse_ablations", "mousse_lr"): lambda: [("gpu-100m", "mousse", 1e-2, 0.25)],
+        ("lr_fit_vs_transfer", "lr_ladder"): lambda: [("sp", 1e-3)],
+        ("lr_fit_vs_transfer", "mup_horizon"): lambda: [("mup", 1e-3)],
+        ("lr_fit_vs_transfer", "mup_width"): lambda: [("sp", 1e-3)],
+    }
+
+
+def test_every_experiment_files_gpu_profile_fits_one_80gb_gpu(monkeypatch, tmp_path):
+    """Every experiment file has a gpu profile on the gpu ladder's settings (bf16, T = 1024) whose
+    every run, derived grids included (their shapes stood in), is estimated under 72 GiB on one
+    80 GB GPU with fused attention."""
+    import runpy
+    from bsz_lr import sweep as sweep_mod
+    from bsz_lr.sweep import EXPERIMENTS_DIR, expand, load_experiment
+    files = sorted(EXPERIMENTS_DIR.glob("*.py"))
+    globs = {}
+    monkeypatch.setattr(sweep_mod, "_derived_value", lambda exp, profile, root: lambda d: _stand_ins(
+        globs[exp.name])[(exp.name, d.experiment)]())
+    seen, worst = {}, (0, "")
+    for f in files:
+        exp = load_experiment(str(f))
+        assert "gpu" in exp.profiles, f"{f.name} has no gpu profile"
+        globs[exp.name] = runpy.run_path(str(f))
+        cfgs = expand(exp, "gpu", tmp_path)
+        assert cfgs, f.name
+        for c in cfgs:
+            assert (c.model.compute_dtype, c.data.seq_len) == ("bfloat16", 1024), f.name
+            key = (c.model, c.optim, c.data.batch_size, c.train.microbatches, c.model.remat)
+            if key not in seen:
+                seen[key] = S.memory_estimate(c, S.MeshSpec(), 1, fused_attention=True)["total"]
+            assert seen[key] < 72 * 2 ** 30, (f.name, c.model.d_model, c.model.n_layers, c.data.batch_size,
+                                              c.train.microbatches, seen[key] / 2 ** 30)
+            worst = max(worst, (seen[key], f.name))
+    assert worst[0] > 30 * 2 ** 30          # the profiles use the GPU, not a sliver of it

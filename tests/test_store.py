@@ -21,7 +21,7 @@ from bsz_lr.sweep import load_experiment, plan_runs, run_sweep
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = [("tiny_lm", "cpu"), ("wsd_branches", "cpu"), ("lr_ladder", "cpu"), ("lr_heldout", "cpu"),
              ("mousse_lr", "cpu"), ("mousse_compare", "cpu"), ("mousse_ablations", "cpu"), ("mup_width", "cpu"),
-             ("mup_depth", "cpu"), ("mup_coord", "cpu"), ("mup_wd", "cpu-long")]
+             ("mup_depth", "cpu-long"), ("mup_coord", "cpu"), ("mup_wd", "cpu-long")]
 
 
 @pytest.fixture
