@@ -25,6 +25,7 @@ import os
 import time
 from pathlib import Path
 
+from . import config as _config
 from .config import SchemaError, config_hash, flatten, from_dict
 from .metrics import METRICS
 
@@ -61,13 +62,34 @@ def metrics_sha256(run_dir: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else ""
 
 
-def run_state(run_dir: Path) -> tuple[str, str]:
-    """(state, reason): new, running (in progress or killed), interrupted, failed, completed, diverged,
-    corrupt, stale or incompatible."""
-    d = Path(run_dir)
-    if not (d / "config.json").exists():
-        return ("corrupt", "files but no config.json") if d.exists() and any(
-            p.name in ("metrics.jsonl", "status.json") for p in d.iterdir()) else ("new", "")
+_CHECKED: dict = {}     # file identity (path, inode, size, mtime) -> a check's result: a sweep asks
+                        # for every run's state several times; a rewritten file has a new identity
+
+
+def _stamp(*paths: Path) -> tuple | None:
+    try:
+        return tuple((str(p), st.st_ino, st.st_size, st.st_mtime_ns) for p in paths for st in [p.stat()])
+    except OSError:
+        return None
+
+
+def _cached(key, fn):
+    if key is None:
+        return fn()
+    if key not in _CHECKED:
+        if len(_CHECKED) > 100_000:
+            _CHECKED.clear()
+        _CHECKED[key] = fn()
+    return _CHECKED[key]
+
+
+def _schema() -> tuple:
+    """What a stored config's reading depends on besides its file (changes only in tests)."""
+    return tuple(len(getattr(_config, n)) for n in ("ADDED_FIELDS", "RENAMED", "REMOVED", "REVISIONS"))
+
+
+def _config_state(d: Path) -> tuple[str, str] | None:
+    """None when config.json is readable and hashes to the directory's name, else (state, reason)."""
     try:
         cfg = from_dict(read_json(d / "config.json"))
     except SchemaError as e:
@@ -79,6 +101,21 @@ def run_state(run_dir: Path) -> tuple[str, str]:
             from .config import stale_revisions
             return "stale", f"trained before revision(s) {', '.join(stale_revisions(cfg))} changed its numbers"
         return "corrupt", f"config.json hashes to {config_hash(cfg)}, not {d.name}"
+    return None
+
+
+def run_state(run_dir: Path) -> tuple[str, str]:
+    """(state, reason): new, running (in progress or killed), interrupted, failed, completed, diverged,
+    corrupt, stale or incompatible.  The config and checksum checks are cached by the files'
+    identity (inode, size, mtime), so asking again about an unchanged run reads no file."""
+    d = Path(run_dir)
+    if not (d / "config.json").exists():
+        return ("corrupt", "files but no config.json") if d.exists() and any(
+            p.name in ("metrics.jsonl", "status.json") for p in d.iterdir()) else ("new", "")
+    stamp = _stamp(d / "config.json")
+    bad = _cached(("config",) + _schema() + stamp if stamp else None, lambda: _config_state(d))
+    if bad is not None:
+        return bad
     if not (d / "status.json").exists():
         return "running", "no status yet"
     try:
@@ -86,8 +123,11 @@ def run_state(run_dir: Path) -> tuple[str, str]:
         state = st["status"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         return "corrupt", f"unreadable status.json ({e})"
-    if state in DONE and st.get("metrics_sha256") != metrics_sha256(d):
-        return "corrupt", "metrics.jsonl does not match the checksum in status.json"
+    if state in DONE:
+        stamp = _stamp(d / "metrics.jsonl")
+        sha = _cached(("sha",) + stamp if stamp else None, lambda: metrics_sha256(d))
+        if st.get("metrics_sha256") != sha:
+            return "corrupt", "metrics.jsonl does not match the checksum in status.json"
     return state, st.get("reason", "")
 
 

@@ -326,3 +326,18 @@ def test_every_experiment_files_gpu_profile_fits_one_80gb_gpu(monkeypatch, tmp_p
                                               c.train.microbatches, seen[key] / 2 ** 30)
             worst = max(worst, (seen[key], f.name))
     assert worst[0] > 30 * 2 ** 30          # the profiles use the GPU, not a sliver of it
+
+
+def test_state_bytes_of_a_deep_model_are_exact():
+    """The depth extrapolation of _state_bytes equals counting every leaf (Adam and Mousse)."""
+    import dataclasses
+    from bsz_lr.config import ModelConfig, OptimConfig
+    from bsz_lr.model import init_params
+    from bsz_lr.optim import build_optimizer
+    for name in ("adamw", "mousse"):
+        m, o = ModelConfig(d_model=32, n_layers=5, n_heads=2), OptimConfig(name=name)
+        p = jax.eval_shape(lambda: init_params(m, jax.random.key(0)))
+        st = jax.eval_shape(build_optimizer(o, p, m).init, p)
+        size = lambda t: sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(t))
+        assert S._state_bytes(m, o) == (size(p), size(st))
+        assert S._state_bytes(dataclasses.replace(m, n_layers=2), o) != S._state_bytes(m, o)
