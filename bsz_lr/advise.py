@@ -248,8 +248,7 @@ def lr_advice(rows: list[dict], target_params: float, target_tokens: float, *, n
             N, D, eta = (np.array(v, float) for v in zip(*optima)) if optima else (np.array([]),) * 3
             law = fit_lr_law(N, D, eta, n_boot=n_boot, seed=seed, level=level)
         except FitError as e:
-            why.append(f"batch {batch:,.0f} tokens: {e} ({len(optima)} (N, D) groups with an interior optimum, "
-                       f"{len(edges)} without)")
+            why.append((batch, f"{e} ({len(optima)} (N, D) groups with an interior optimum, {len(edges)} without)"))
             continue
         target = (float(target_params), float(target_tokens))
         try:
@@ -264,7 +263,11 @@ def lr_advice(rows: list[dict], target_params: float, target_tokens: float, *, n
                             _predict_interval(N, D, eta, target, n_boot, seed, level), law, band_eta, band,
                             optima, edges, n_range, d_range, outside))
     if not out:
-        raise FitError("no batch size has enough runs for the LR law: " + "; ".join(why))
+        by_reason = {}                       # batch sizes that failed for the same reason, said once
+        for batch, reason in why:
+            by_reason.setdefault(reason, []).append(f"{batch:,.0f}")
+        raise FitError("no batch size has enough runs for the LR law: " + "; ".join(
+            f"batch{'es' if len(bs) > 1 else ''} {', '.join(bs)} tokens: {r}" for r, bs in by_reason.items()))
     return out
 
 

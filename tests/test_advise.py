@@ -81,6 +81,11 @@ def test_too_little_for_a_law_names_what_is_missing():
         lr_advice(clean_rows(edge)[0], 1e6, 8e5)
     with pytest.raises(FitError, match="no usable rows"):
         lr_advice([], 1e6, 8e5)
+    # batch sizes that fail for the same reason are named together, the reason said once
+    two = table(sizes=(5e4,), batches=(1024, 2048))
+    with pytest.raises(FitError, match=r"LR law: batches 1,024, 2,048 tokens: Eq. 6: need >= 4 [^;]*\(3 \(N, D\) "
+                                       r"groups with an interior optimum, 0 without\)$"):
+        lr_advice(clean_rows(two)[0], 1e6, 8e5)
 
 
 def test_the_command(tmp_path, capsys):
