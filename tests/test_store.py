@@ -156,3 +156,19 @@ def test_a_revision_renames_the_configs_it_affects_and_marks_their_old_runs_stal
     (old / "status.json").write_text(json.dumps({"status": "completed"}))
     state, reason = run_state(old)
     assert state == "stale" and "moe-top1-switch-gate" in reason
+
+
+def test_run_state_sees_a_file_changed_after_it_was_checked(results):
+    """run_state caches its checks by file identity: a change after a check is seen, in place or not."""
+    d = results / "tiny_lm" / "cpu" / "6fc2165ee8d0"
+    assert run_state(d) == ("completed", "")
+    text = (d / "config.json").read_text()
+    assert '"seed": 0' in text
+    with open(d / "config.json", "w") as f:                   # in place, the same size
+        f.write(text.replace('"seed": 0', '"seed": 1', 1))
+    assert run_state(d)[0] == "corrupt"
+    (d / "config.json").write_text(text)
+    assert run_state(d) == ("completed", "")
+    with open(d / "metrics.jsonl", "a") as f:
+        f.write("{}\n")
+    assert run_state(d) == ("corrupt", "metrics.jsonl does not match the checksum in status.json")
