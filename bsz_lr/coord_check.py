@@ -20,6 +20,7 @@ from .data import batch_at, load_corpus
 from .model import Transformer, init_params
 from .optim import build_optimizer
 from .schedules import BatchSchedule
+from .train import loss_fn
 
 __all__ = ["coord_check", "module_rms"]
 
@@ -44,14 +45,9 @@ def coord_check(cfg: Config, steps: int = 4, seed: int = 0, corpus=None) -> dict
     sched = BatchSchedule.from_config(cfg)
     probe = jnp.asarray(batch_at(corpus.val, seed, 0, sched))
 
-    def loss(p, batch):
-        logits, aux = model.apply({"params": p}, batch[:, :-1])
-        logp = jax.nn.log_softmax(logits, axis=-1)
-        return -jnp.mean(jnp.take_along_axis(logp, batch[:, 1:, None], axis=-1))
-
     @jax.jit
     def step(p, s, batch):
-        g = jax.grad(loss)(p, batch)
+        g = jax.grad(lambda p: loss_fn(model, p, batch)[0])(p)     # the trainer's objective (CE + MoE aux)
         u, s = opt.update(g, s, p)
         return jax.tree.map(lambda a, b: a + b, p, u), s
 
