@@ -8,7 +8,7 @@ import numpy as np
 
 from .figures import _legend, figure
 from .laws import FitError, loss_spikes
-from .laws.transfer import arms_of, proxy_horizon, transfer_optima
+from .laws.transfer import arms_of, proxy_horizon, proxy_runs, transfer_optima
 
 __all__ = ["mup_width", "mup_width_moe", "mup_depth", "mup_wd", "mup_coord", "mup_horizon", "lr_fit_vs_transfer", "mup_panels"]
 
@@ -121,18 +121,11 @@ def mup_coord(runs: list[dict]):
     return fig
 
 
-def _horizon_runs(runs: list[dict], width_runs: list[dict]) -> list[dict]:
-    """The proxy's sweeps: mup_horizon's runs plus mup_width's base-width muP runs (the target horizon)."""
-    base = {r["config"]["model"]["d_model"] for r in runs}
-    return runs + [r for r in width_runs if r["config"]["model"]["parametrization"] == "mup"
-                   and r["config"]["model"]["d_model"] in base]
-
-
 @figure("mup_horizon", experiment="mup_horizon", also=("mup_width",))
 def mup_horizon(runs: list[dict], others: dict):
     """Loss vs LR of the base-width proxy at three horizons (optima starred), and eta* vs D with the
     horizon law fitted on the two shorter ones, extended to the longest."""
-    allr = _horizon_runs(runs, others.get("mup_width", []))
+    allr = proxy_runs(runs, others.get("mup_width", []))
     by_D = transfer_optima(allr, arm=lambda c: c["train"]["tokens"])
     Ds = sorted(by_D)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.3))
@@ -178,7 +171,7 @@ def lr_fit_vs_transfer(runs: list[dict], others: dict):
     sweep, proxy = others.get("mup_width", []), others.get("mup_horizon", [])
     d = runs[0]["config"]["model"]["d_model"] if runs else 0
     try:
-        arms = arms_of(runs, sweep, _horizon_runs(proxy, []), runs[0]["config"]["train"]["tokens"]) if runs else {}
+        arms = arms_of(runs, sweep, proxy, runs[0]["config"]["train"]["tokens"]) if runs else {}
     except FitError as e:
         arms = {}
         print(f"lr_fit_vs_transfer: arms not identified: {e}")

@@ -14,9 +14,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bsz_lr.figures_mup import _horizon_runs  # noqa: E402
 from bsz_lr.laws import FitError, loss_spikes  # noqa: E402
-from bsz_lr.laws.transfer import ARMS, arms_of, final_loss, proxy_horizon, transfer_optima  # noqa: E402
+from bsz_lr.laws.transfer import ARMS, arms_of, final_loss, proxy_horizon, proxy_runs, transfer_optima  # noqa: E402
 from bsz_lr.store import curve  # noqa: E402
 from bsz_lr.sweep import finished_runs  # noqa: E402
 
@@ -81,7 +80,7 @@ def main():
     a = ap.parse_args()
     root = Path(a.runs)
     width, proxy = current(root, "mup_width", a.profile), current(root, "mup_horizon", a.profile)
-    proxy_all = _horizon_runs(proxy, width)
+    proxy_all = proxy_runs(proxy, width)
     for title, fn, args in (("Horizon rule on the muP proxy (mup_horizon + mup_width d = 32)", horizon, (proxy_all,)),
                             ("Fitting vs Transfer at the target (lr_fit_vs_transfer)", fit_vs_transfer,
                              (current(root, "lr_fit_vs_transfer", a.profile), width, proxy)),

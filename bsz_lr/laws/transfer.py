@@ -19,8 +19,8 @@ import numpy as np
 from .lr import HorizonFit, fit_horizon, fit_lr_parabola
 from .power import FitError
 
-__all__ = ["transfer_optima", "final_loss", "ProxyHorizon", "proxy_horizon", "fitting_lr", "direct_lr",
-           "ARMS", "arms_of"]
+__all__ = ["transfer_optima", "final_loss", "ProxyHorizon", "proxy_runs", "proxy_horizon", "fitting_lr",
+           "direct_lr", "ARMS", "arms_of"]
 
 # The arms of the comparison at the target (lr_fit_vs_transfer): name -> (parametrization, what sets the LR)
 ARMS = {"fitting": ("sp", "Eq. 6 fitted on the SP ladder (lr_ladder), at the target's N and D"),
@@ -81,6 +81,13 @@ class ProxyHorizon:
     eta_corrected: float    # eta*(d_proxy) x (d_target / d_proxy)^-beta
 
 
+def proxy_runs(runs: list[dict], width_runs: list[dict]) -> list[dict]:
+    """The proxy's sweeps: mup_horizon's runs plus mup_width's base-width muP runs (the target horizon)."""
+    base = {r["config"]["model"]["d_model"] for r in runs}
+    return runs + [r for r in width_runs if r["config"]["model"]["parametrization"] == "mup"
+                   and r["config"]["model"]["d_model"] in base]
+
+
 def proxy_horizon(runs: list[dict], d_target: int, band: float = 3.0) -> ProxyHorizon:
     """The proxy's LR sweeps at several horizons (runs of one model differing in train.tokens and
     optim.lr): eta*(D) per horizon, beta fitted on the horizons shorter than the target, and the
@@ -119,7 +126,7 @@ def direct_lr(sweep_runs: list[dict], parametrization: str, d_model: int) -> flo
     return float(opt["eta_star"])
 
 
-def arms_of(runs: list[dict], sweep_runs: list[dict], proxy_runs: list[dict], d_target: int) -> dict[str, dict]:
+def arms_of(runs: list[dict], sweep_runs: list[dict], proxy: list[dict], d_target: int) -> dict[str, dict]:
     """The comparison's runs by arm: {arm: {"lr", "losses" (one per seed), "mean", "std"}}.
 
     The arms are told apart by parametrization and LR: the SP run at the direct sweep's optimum is
@@ -127,7 +134,7 @@ def arms_of(runs: list[dict], sweep_runs: list[dict], proxy_runs: list[dict], d_
     without the horizon rule (when both give one LR, the runs count for both arms)."""
     d_model = runs[0]["config"]["model"]["d_model"] if runs else 0
     want = {"direct": ("sp", direct_lr(sweep_runs, "sp", d_model))}
-    h = proxy_horizon(proxy_runs, d_target)
+    h = proxy_horizon(proxy, d_target)
     want["transfer"], want["transfer+horizon"] = ("mup", h.eta_uncorrected), ("mup", h.eta_corrected)
     close = lambda a, b: abs(math.log(a / b)) < 1e-3
     out: dict = {}
