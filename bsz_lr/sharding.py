@@ -29,7 +29,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from .config import ConfigError
 
-__all__ = ["AXES", "MeshSpec", "default_spec", "make_mesh", "active_mesh", "set_mesh", "state_shardings", "batch_sharding",
+__all__ = ["AXES", "MeshSpec", "default_spec", "make_mesh", "active_mesh", "requested_mesh", "set_mesh", "state_shardings", "batch_sharding",
            "replicated", "global_batch", "host_array", "check_batch", "initialize", "is_lead", "memory_estimate",
            "device_memory", "mesh_shape"]
 
@@ -91,9 +91,17 @@ def mesh_shape(spec: MeshSpec, n: int) -> tuple[int, int]:
 
 
 def set_mesh(mesh: Mesh | None) -> None:
-    """Use `mesh` for the runs this process trains from now on (None: plain single-device jit)."""
+    """Use `mesh` for the runs this process trains from now on (None: back to BSZ_LR_MESH or the default)."""
     global _MESH
     _MESH = mesh
+
+
+def requested_mesh() -> Mesh | None:
+    """The mesh set_mesh or BSZ_LR_MESH asked for, else None (no default mesh)."""
+    if _MESH is not None:
+        return _MESH
+    text = os.environ.get("BSZ_LR_MESH", "")
+    return make_mesh(MeshSpec.parse(text)) if text else None
 
 
 def active_mesh() -> Mesh | None:
@@ -182,7 +190,9 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
 def _cluster_env() -> bool:
     """A multi-process job that jax.distributed.initialize() can configure by itself."""
     env = os.environ
-    if int(env.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_JOB_ID" in env:
+    # SLURM_STEP_NUM_TASKS is set inside an srun step; a batch script that asked for several tasks
+    # but runs python itself (SLURM_NTASKS > 1, one process) must not wait for peers that never come
+    if int(env.get("SLURM_STEP_NUM_TASKS", "1") or 1) > 1 and "SLURM_JOB_ID" in env:
         return True
     return bool(env.get("JAX_COORDINATOR_ADDRESS")) or bool(env.get("TPU_WORKER_HOSTNAMES", "").count(","))
 

@@ -628,10 +628,14 @@ def train_group(cfgs: list[Config], run_dirs, *, stop_after: int | None = None, 
     cfg, p, t = cfgs[0], plans[0], cfgs[0].train
     # Bad data or a bad branch parent fail before anything is written.
     corpus = data_lib.load_corpus(cfg.data, cfg.model.vocab_size)
-    mesh = shard_lib.active_mesh()
+    # vmapped replicas run on one device: the default mesh of a multi-device host does not apply to
+    # them, and an asked-for mesh of more than one device is an error
+    mesh = shard_lib.active_mesh() if R == 1 else shard_lib.requested_mesh()
     if mesh is not None and R > 1:
-        raise ConfigError("train_group: vmapped replicas run on one device; use a mesh of one device "
-                          "(--mesh data=1) or train the runs separately")
+        if mesh.size > 1:
+            raise ConfigError("train_group: vmapped replicas run on one device; drop --mesh (or "
+                              "BSZ_LR_MESH) or --vmap")
+        mesh = None
     val = data_lib.val_batches(corpus.val, cfg.data.seq_len, t.eval_tokens, cfg.data.batch_size)
     if mesh is not None:         # every batch shape the run will use, before anything is written
         for b in p.batch.batches_used(p.total_steps) | {len(v) for v in val}:

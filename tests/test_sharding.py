@@ -60,6 +60,16 @@ try:
 except ConfigError as e:
     out["odd"] = str(e)
 out["odd_written"] = (tmp / "odd").exists()
+from bsz_lr.train import train_group
+S.set_mesh(None)            # no mesh asked for: a vmapped group ignores the 8-device default mesh
+grp = [apply_overrides(cfg, {"optim.lr": lr, "train.steps": 10}) for lr in (1e-3, 3e-3)]
+out["vmap_default"] = [r["status"] for r in train_group(grp, [tmp / "g1", tmp / "g2"], progress=False)]
+S.set_mesh(mesh(8, 1))      # one asked for: refused before anything is written
+try:
+    train_group(grp, [tmp / "g3", tmp / "g4"], progress=False)
+    out["vmap_mesh"] = "trained"
+except ConfigError as e:
+    out["vmap_mesh"] = str(e)
 import re, numpy as np
 for impl in ("dense", "ragged"):      # which collectives the MoE layer needs under data parallelism
     moe = apply_overrides(cfg, {"model.ffn": "moe", "model.n_experts": 4, "model.top_k": 2, "model.moe_impl": impl})
@@ -92,6 +102,11 @@ def test_every_device_count_and_fsdp_give_the_same_losses(meshes):
     assert meshes["devices"] == 8
     for name in ("2", "4", "8", "4x2"):
         _close(meshes[name], meshes["1"])     # float summation order only: same to ~1e-7 here
+
+
+def test_vmapped_groups_run_on_one_device_unless_a_mesh_is_asked_for(meshes):
+    assert meshes["vmap_default"] == ["completed", "completed"]
+    assert "vmapped replicas run on one device" in meshes["vmap_mesh"]
 
 
 def test_a_run_resumes_on_another_device_count(meshes):
@@ -158,15 +173,18 @@ def test_launch_arguments_and_cluster_detection(monkeypatch):
         S.initialize("localhost:1234", None, 0)
     with pytest.raises(ConfigError, match="--process-id: 2 is not in"):
         S.initialize("localhost:1234", 2, 2)
-    for k in ("SLURM_NTASKS", "SLURM_JOB_ID", "JAX_COORDINATOR_ADDRESS", "TPU_WORKER_HOSTNAMES"):
+    for k in ("SLURM_NTASKS", "SLURM_STEP_NUM_TASKS", "SLURM_JOB_ID", "JAX_COORDINATOR_ADDRESS",
+              "TPU_WORKER_HOSTNAMES"):
         monkeypatch.delenv(k, raising=False)
     assert not S._cluster_env() and S.initialize() is False          # one machine: nothing to start
     monkeypatch.setenv("SLURM_JOB_ID", "7")
-    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")
     assert not S._cluster_env()                                       # a one-task SLURM job
     monkeypatch.setenv("SLURM_NTASKS", "4")
-    assert S._cluster_env()
-    monkeypatch.delenv("SLURM_NTASKS")
+    assert not S._cluster_env()               # a 4-task allocation, but python run by the batch script itself
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "4")
+    assert S._cluster_env()                   # an srun step of 4 tasks
+    monkeypatch.delenv("SLURM_STEP_NUM_TASKS")
     monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "t0,t1")
     assert S._cluster_env()
     assert S.is_lead()
