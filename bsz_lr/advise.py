@@ -212,19 +212,26 @@ def _outside(target, n_range, d_range) -> list[str]:
              for what, t, (lo, hi) in pairs if t < lo])
 
 
-def _predict_interval(N, D, eta, target, n_boot: int, seed: int, level: float) -> tuple:
+def _design(N, D, with_n: bool) -> np.ndarray:
+    """Rows [1, log N, log D] (or [1, log D]): the log-linear law eta or B = c N^a D^b."""
+    N, D = np.atleast_1d(np.asarray(N, float)), np.atleast_1d(np.asarray(D, float))
+    return np.stack([np.ones_like(D)] + ([np.log(N)] if with_n else []) + [np.log(D)], 1)
+
+
+def _predict_intervals(X, y, X_at, n_boot: int, seed: int, level: float) -> list[tuple]:
+    """Bootstrap percentile intervals of exp(x @ coef) at each row x of X_at, coef the least-squares
+    fit of log y on X refitted on resampled points (rank-deficient resamples skipped); all the
+    rows share one set of resamples."""
     rng, preds = np.random.default_rng(seed), []
-    X = np.stack([np.ones_like(N), np.log(N), np.log(D)], 1)
-    x_t = np.array([1.0, math.log(target[0]), math.log(target[1])])
     for _ in range(n_boot):
-        i = rng.integers(0, N.size, N.size)
-        if np.linalg.matrix_rank(X[i]) == 3:
-            coef = np.linalg.lstsq(X[i], np.log(eta[i]), rcond=None)[0]
-            preds.append(float(np.exp(x_t @ coef)))
+        i = rng.integers(0, len(y), len(y))
+        if np.linalg.matrix_rank(X[i]) == X.shape[1]:
+            coef = np.linalg.lstsq(X[i], np.log(y[i]), rcond=None)[0]
+            preds.append(np.exp(X_at @ coef))
     if len(preds) < 10:
-        return (math.nan, math.nan)
-    q = [(1 - level) * 50, (1 + level) * 50]
-    return tuple(float(v) for v in np.percentile(preds, q))
+        return [(math.nan, math.nan)] * len(X_at)
+    lo, hi = np.percentile(np.array(preds), [(1 - level) * 50, (1 + level) * 50], axis=0)
+    return [(float(a), float(b)) for a, b in zip(lo, hi)]
 
 
 def lr_advice(rows: list[dict], target_params: float, target_tokens: float, *, n_boot: int = 1000,
@@ -260,7 +267,8 @@ def lr_advice(rows: list[dict], target_params: float, target_tokens: float, *, n
         n_range, d_range = (float(N.min()), float(N.max())), (float(D.min()), float(D.max()))
         outside = _outside(target, n_range, d_range)
         out.append(LRAdvice(float(batch), float(law(*target)),
-                            _predict_interval(N, D, eta, target, n_boot, seed, level), law, band_eta, band,
+                            _predict_intervals(_design(N, D, True), eta, _design(*target, True), n_boot, seed,
+                                               level)[0], law, band_eta, band,
                             optima, edges, n_range, d_range, outside))
     if not out:
         by_reason = {}                       # batch sizes that failed for the same reason, said once
@@ -307,34 +315,18 @@ def batch_advice(rows: list[dict], target_params: float, target_tokens: float, *
                        f"({len(edges)} groups with an edge optimum)")
     N, D, Bs = (np.array(v, float) for v in zip(*optima))
     target = (float(target_params), float(target_tokens))
-    if np.unique(N).size >= 2:
+    with_n = np.unique(N).size >= 2
+    if with_n:
         law = fit_lr_law(N, D, Bs, n_boot=n_boot, seed=seed, level=level)
-        interval = _predict_interval(N, D, Bs, target, n_boot, seed, level)
     else:
         h = fit_horizon(D, Bs, n_boot=n_boot, seed=seed, level=level)
         law = LRLaw(h.c, 0.0, -h.beta, h.r2, h.n, (0.0, 0.0), (-h.beta_ci[1], -h.beta_ci[0]))
-        interval = _predict_interval_1d(D, Bs, target[1], n_boot, seed, level)
-    sched = []
-    for f in (1 / 8, 1 / 4, 1 / 2, 1):
-        at = (target[0], target[1] * f)
-        ci = (_predict_interval(N, D, Bs, at, n_boot, seed, level) if np.unique(N).size >= 2
-              else _predict_interval_1d(D, Bs, at[1], n_boot, seed, level))
-        sched.append((at[1], float(law(*at)), ci))
+    d_at = [target[1] * f for f in (1 / 8, 1 / 4, 1 / 2, 1)]       # the milestones; the last is the target
+    cis = _predict_intervals(_design(N, D, with_n), Bs, _design([target[0]] * 4, d_at, with_n), n_boot, seed, level)
+    interval = cis[-1]
+    sched = [(d, float(law(target[0], d)), ci) for d, ci in zip(d_at, cis)]
     outside = _outside(target, (float(N.min()), float(N.max())), (float(D.min()), float(D.max())))
     return BatchAdvice(float(law(*target)), interval, law, optima, edges, sched, outside)
-
-
-def _predict_interval_1d(D, y, d_target, n_boot, seed, level) -> tuple:
-    rng, preds = np.random.default_rng(seed), []
-    X = np.stack([np.ones_like(D), np.log(D)], 1)
-    for _ in range(n_boot):
-        i = rng.integers(0, D.size, D.size)
-        if np.linalg.matrix_rank(X[i]) == 2:
-            coef = np.linalg.lstsq(X[i], np.log(y[i]), rcond=None)[0]
-            preds.append(float(np.exp(coef[0] + coef[1] * math.log(d_target))))
-    if len(preds) < 10:
-        return (math.nan, math.nan)
-    return tuple(float(v) for v in np.percentile(preds, [(1 - level) * 50, (1 + level) * 50]))
 
 
 def read_curve(path: Path) -> tuple[np.ndarray, np.ndarray]:

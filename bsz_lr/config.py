@@ -402,7 +402,9 @@ def gpu_rung(name: str, batch: int = 128) -> dict[str, object]:
     enough micro-batches that one pass holds at most GPU_MICRO_SEQS[name] sequences."""
     if name not in GPU_MICRO_SEQS:
         raise ConfigError(f"gpu rung: unknown {name!r}; known: {', '.join(GPU_MICRO_SEQS)}")
-    return {"model.size": name, "data.batch_size": batch, "train.microbatches": max(1, batch // GPU_MICRO_SEQS[name])}
+    per = GPU_MICRO_SEQS[name]
+    micro = next(m for m in range(-(-batch // per), batch + 1) if batch % m == 0)   # the fewest that divide it
+    return {"model.size": name, "data.batch_size": batch, "train.microbatches": micro}
 
 
 GPU_LADDER: dict[str, dict[str, object]] = {n: {k: v for k, v in gpu_rung(n).items() if k != "data.batch_size"}

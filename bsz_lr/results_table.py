@@ -39,25 +39,24 @@ _FLOAT = ("lr", "loss")
 
 def export_rows(root: Path, name: str, profile: str) -> list[dict]:
     """The finished runs of an experiment's current expansion as table rows."""
+    from .config import from_dict
     from .sweep import finished_runs
+    from .train import plan
     rows = []
     for r in finished_runs(root, name, profile, with_metrics=False):
         st, c = r["status"], r["config"]
         p = st.get("params") or {}
         inactive = int(p.get("total", 0)) - int(p.get("active", 0))
         loss = st.get("final_val_loss")
-        sch, T = c["schedule"], int(c["data"]["seq_len"])
-        warm = int(sch["warmup_tokens"] or sch["warmup_steps"] * int(c["data"]["batch_size"]) * T)
+        pl = plan(from_dict(c))                 # the trainer's own warmup and decay start
         D = int(st.get("tokens", 0))
-        stable = {"constant": D, "cosine": warm,
-                  "wsd": int(sch.get("decay_start_tokens") or D * (1 - sch["decay_fraction"]))}.get(sch["kind"], "")
         rows.append({
             "run": r["hash"], "n_params": int(p.get("non_embedding", 0)) - inactive,
             "n_params_total": int(p.get("non_embedding", 0)), "tokens": D,
             "lr": float(c["optim"]["lr"]), "batch_tokens": int(c["data"]["batch_size"]) * int(c["data"]["seq_len"]),
             "loss": float(loss) if st.get("status") == "completed" and loss is not None and math.isfinite(loss) else "",
-            "status": st["status"], "curve": str(Path(r["dir"]) / "metrics.jsonl"), "warmup_tokens": warm,
-            "stable_tokens": stable, "experiment": name,
+            "status": st["status"], "curve": str(Path(r["dir"]) / "metrics.jsonl"), "warmup_tokens": int(pl.warmup_tokens),
+            "stable_tokens": int(pl.stable_tokens), "experiment": name,
             "profile": profile, "seq_len": int(c["data"]["seq_len"]), "seed": int(c["train"]["seed"]),
             "ffn": c["model"]["ffn"], "schedule": c["schedule"]["kind"], "init_from": c["train"]["init_from"]})
     return rows

@@ -85,7 +85,7 @@ def _cached(key, fn):
 
 def _schema() -> tuple:
     """What a stored config's reading depends on besides its file (changes only in tests)."""
-    return tuple(len(getattr(_config, n)) for n in ("ADDED_FIELDS", "RENAMED", "REMOVED", "REVISIONS"))
+    return (hash(repr([getattr(_config, n) for n in ("ADDED_FIELDS", "RENAMED", "REMOVED", "REVISIONS")])),)
 
 
 def _config_state(d: Path) -> tuple[str, str] | None:

@@ -229,6 +229,15 @@ class RunPlan:
     init_step: int                  # a decay branch starts here from its parent; else 0
     eval_steps: frozenset = frozenset()   # train.eval_points: log-spaced evaluations (scan grid)
 
+    @property
+    def stable_tokens(self) -> float:
+        """Where the constant-LR phase ends: a WSD run's decay start, a constant run's end, and
+        for a cosine run the end of warmup (it has none)."""
+        s = self.cfg.schedule
+        if s.kind == "wsd":
+            return s.decay_start_tokens or self.total_tokens * (1 - s.decay_fraction)
+        return self.total_tokens if s.kind == "constant" else self.warmup_tokens
+
     def lrs(self, start: int, n: int) -> np.ndarray:
         """The LR of steps start .. start+n-1: the schedule at the tokens consumed before each step."""
         x = np.array([self.batch.tokens_before(s) for s in range(start, start + n)], dtype=np.float64)
@@ -269,7 +278,7 @@ def plan(cfg: Config) -> RunPlan:
     warm = s.warmup_tokens or s.warmup_steps * b.stages[0][1] * b.seq_len
     total_tokens = b.tokens_before(steps)
     if s.kind == "wsd":
-        start = s.decay_start_tokens or total_tokens * (1 - s.decay_fraction)
+        start = RunPlan(cfg, b, steps, total_tokens, warm, (), 0).stable_tokens
         if warm > start + 1e-9:
             raise ConfigError(f"schedule.warmup: warmup ({warm} tokens) overlaps the decay, which starts at "
                               f"{start:.0f} of {total_tokens} tokens")

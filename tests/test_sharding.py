@@ -284,8 +284,10 @@ def test_the_gpu_ladder_fits_one_80gb_gpu():
     """Every rung of config.GPU_LADDER under GPU_BASE (bf16, T = 1024, 128 sequences, its
     micro-batches, fused attention as on a GPU) is estimated under 72 GiB on one device, and the
     experiment files' gpu profiles use those rungs."""
-    from bsz_lr.config import GPU_BASE, GPU_LADDER
+    from bsz_lr.config import GPU_BASE, GPU_LADDER, gpu_rung
     from bsz_lr.sweep import expand, load_experiment
+    # the fewest micro-batches that divide the batch with at most 16 sequences per pass
+    assert gpu_rung("gpu-1b", 40)["train.microbatches"] == 4 and gpu_rung("gpu-1b", 8)["train.microbatches"] == 1
     for name, over in GPU_LADDER.items():
         cfg = apply_overrides(Config(), {**GPU_BASE, **over})
         est = S.memory_estimate(cfg, S.MeshSpec(), 1, fused_attention=True)
