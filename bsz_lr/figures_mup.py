@@ -13,10 +13,6 @@ from .laws.transfer import arms_of, proxy_horizon, proxy_runs, transfer_optima
 __all__ = ["mup_width", "mup_width_moe", "mup_depth", "mup_wd", "mup_coord", "mup_horizon", "lr_fit_vs_transfer", "mup_panels"]
 
 
-def _parametrization(cfg: dict) -> str:
-    return cfg["model"]["parametrization"]
-
-
 def _depth_arm(cfg: dict) -> str:
     a = cfg["model"].get("depth_alpha", 0.0)
     return f"branches x (L / {cfg['model'].get('base_n_layers', 0)})^-{a:g}" if a else "SP (no depth scaling)"
